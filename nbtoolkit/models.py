@@ -139,7 +139,11 @@ def _embedded_cache(name: str) -> Path:
             {"format": CACHE_FORMAT, "name": name, "gguf": gguf.name, "files": files}, indent=1))
         if target.exists():
             shutil.rmtree(target)
-        os.replace(tmp, target)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process finished the same entry first
+            if not _cache_is_valid(target):
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
