@@ -9,6 +9,7 @@ place; an entry without a matching manifest is rebuilt, never used.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import json
 import os
@@ -113,7 +114,6 @@ def gguf_path(name: str) -> Path:
     if (folder / info["file"]).exists():
         return folder / info["file"]
     # gemma ships its GGUF in four part packages; the main package assembles them.
-    import importlib
     assembled = cache_dir() / "gguf" / info["file"]
     return Path(importlib.import_module(info["module"]).assemble(assembled))
 
@@ -129,6 +129,10 @@ def _embedded_cache(name: str) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
                                                  dtype=torch.float32)
+    # The weights are already plain float32: forget the GGUF "quantization" so they can be saved.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:

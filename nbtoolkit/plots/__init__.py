@@ -1,0 +1,1 @@
+"""Plots: pure functions, data in, matplotlib Figure out. One module per method."""
