@@ -44,18 +44,19 @@ def cache_dir() -> Path:
 
 
 def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype: torch.dtype | None = None,
-               device: str | torch.device | None = None, device_map=None) -> LM:
+               device: str | torch.device | None = None, device_map=None, **hf_options) -> LM:
     """Load a causal LM: an embedded short name, a local directory, or a Hugging Face hub id.
 
     ``dtype`` defaults to float32; ``device`` moves the model after loading; ``device_map`` is
-    passed to transformers/accelerate (e.g. ``"auto"``, or a dict offloading layers to disk).
+    passed to transformers/accelerate (e.g. ``"auto"``, or a dict offloading layers to disk,
+    with ``offload_folder=...``); other keywords go to ``from_pretrained``.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if device is not None and device_map is not None:
         raise ValueError("pass either device or device_map, not both")
     dtype = dtype or torch.float32
-    options = dict(dtype=dtype)
+    options = dict(dtype=dtype, **hf_options)
     if device_map is not None:
         options["device_map"] = device_map
     if name_or_path in EMBEDDED:

@@ -1,0 +1,30 @@
+import os
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from nbtoolkit import load_model, tiny_model  # noqa: E402
+from nbtoolkit.models import TINY_FAMILIES  # noqa: E402
+
+
+@pytest.fixture(scope="session", params=TINY_FAMILIES)
+def tiny(request):
+    """A tiny random model of every supported family."""
+    return tiny_model(request.param)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama():
+    return tiny_model("llama")
+
+
+@pytest.fixture(scope="session")
+def default_lm():
+    """The embedded default model (real weights, offline)."""
+    return load_model("smollm2-135m-instruct")
+
+
+def hook_count(model) -> int:
+    """All forward hooks and pre-hooks on every module of ``model``."""
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
