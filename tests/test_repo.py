@@ -1,0 +1,52 @@
+"""The repository's own promises: one dependency list, clean notebooks, the README's commands."""
+
+import json
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CONDA_NAMES = {"pytorch": "torch"}  # conda package name -> PyPI name
+
+
+def _names(requirements) -> set[str]:
+    return {re.split(r"[<>=!~ ]", r.strip(), maxsplit=1)[0].lower() for r in requirements}
+
+
+def test_environment_yml_names_the_same_packages_as_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = _names(project["dependencies"]) | _names(project["optional-dependencies"]["dev"])
+    conda = set()
+    text = (ROOT / "environment.yml").read_text()
+    for line in text.split("\ndependencies:")[1].splitlines():
+        match = re.match(r"^  - ([A-Za-z0-9_.-]+)", line)
+        if match and match.group(1) not in ("python", "pip"):
+            name = _names([match.group(1)]).pop()
+            conda.add(CONDA_NAMES.get(name, name))
+    assert conda == wanted, f"only in environment.yml: {conda - wanted}; only in pyproject: {wanted - conda}"
+
+
+def test_notebooks_carry_no_outputs():
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    assert notebooks, "no notebooks found"
+    for path in notebooks:
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] == "code":
+                assert not cell.get("outputs") and cell.get("execution_count") is None, \
+                    f"{path.name} has committed outputs; clear them before committing"
+
+
+def test_notebooks_follow_the_conventions():
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        first, setup = "".join(cells[0]["source"]), "".join(cells[1]["source"])
+        assert cells[0]["cell_type"] == "markdown" and first.startswith("#"), path.name
+        assert "colab.research.google.com" in first, f"{path.name}: no Colab badge"
+        assert '"google.colab" in sys.modules' in setup, f"{path.name}: setup does not detect Colab"
+        assert re.search(r"^MODEL\s*=", setup, re.M), f"{path.name}: no MODEL parameter"
+
+
+def test_readme_gives_the_two_commands_and_ci_calls_make_test():
+    readme = (ROOT / "README.md").read_text()
+    assert "make tutorials" in readme and "make test" in readme
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
