@@ -319,3 +319,27 @@ def test_dispatched_model_with_disk_offload(tmp_path):
             results.append((logits(model, batch), acts["layer.1"]))
     torch.testing.assert_close(results[0][0], results[1][0], atol=1e-5, rtol=0)
     torch.testing.assert_close(results[0][1], results[1][1], atol=1e-5, rtol=0)
+
+
+class TupleBlock(torch.nn.Module):
+    """A layer returning ``(hidden, extra)`` as decoder layers do in transformers < 5."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 4)
+
+    def forward(self, hidden_states):
+        return self.linear(hidden_states), "extra"
+
+
+def test_tuple_outputs_are_read_and_written_back():
+    net = torch.nn.Sequential()
+    net.add_module("block", TupleBlock())
+    x = torch.randn(2, 3, 4)
+    with capture(net, "block") as acts:
+        out, extra = net.block(x)
+    assert torch.equal(acts["block"], out)
+    with patch(net, {"block": Zero(at=[1])}):
+        patched, extra = net.block(x)
+    assert extra == "extra" and torch.equal(patched[:, 1], torch.zeros(2, 4))
+    assert torch.equal(patched[:, [0, 2]], out[:, [0, 2]])
