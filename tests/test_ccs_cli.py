@@ -1,0 +1,125 @@
+"""The elicitation pipeline and its command line, on a tiny model."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import nbtoolkit
+from nbtoolkit import ccs, probes
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return nbtoolkit.tiny_model("llama", n_layers=2, d_model=32)
+
+
+@pytest.fixture()
+def cli(tiny, monkeypatch, tmp_path):
+    import nbtoolkit.models
+    monkeypatch.setattr(nbtoolkit.models, "load_model", lambda name: tiny)
+    monkeypatch.setenv("NBTOOLKIT_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "runs"
+
+
+FAST = ["--n", "16", "--templates", "0", "--n-tries", "2", "--epochs", "20", "--n-boot", "20",
+        "--quiet"]
+
+
+def test_elicit_writes_a_run(cli, tiny):
+    assert ccs.main(["elicit", "tiny", "capitals", "--out", str(cli), *FAST]) == 0
+    run = cli / f"{tiny.name}__capitals"
+    config = json.loads((run / "config.json").read_text())
+    assert config["dataset"] == "capitals" and config["layers"] == [0, 1, 2]
+    assert "training labels" in config["sign"]
+    table = pd.read_csv(run / "eval.csv")
+    assert set(table.reporter) == {"ccs", "crc", "lr"} and len(table) == 9
+    assert set(probes.EVAL_COLUMNS) <= set(table.columns)
+    lm_table = pd.read_csv(run / "lm_eval.csv")
+    assert list(lm_table.reporter) == ["zero_shot", "zero_shot_cal"]
+    reps = ccs.load_run_reporters(run)
+    assert set(reps) == {(0, "ccs"), (0, "crc"), (0, "lr")} and list(reps[(0, "ccs")]) == [0, 1, 2]
+
+
+def test_saved_reporters_reproduce_the_table(cli, tiny, tmp_path):
+    result = ccs.elicit(tiny, "animals", templates=[0], n=16, n_boot=0, progress=False,
+                        options={"ccs": dict(n_tries=2, epochs=20)}, cache=False)
+    run = ccs.write_run(result, tmp_path / "run")
+    back = ccs.load_run_reporters(run)
+    train, test = result.splits[0]
+    for kind in ("ccs", "crc", "lr"):
+        rep = back[(0, kind)][2]
+        acc = rep.score(*test.at(2), test.labels)
+        row = result.table[(result.table.reporter == kind) & (result.table.layer == 2)]
+        assert acc == pytest.approx(float(row.acc.iloc[0]))
+
+
+def test_eval_transfer_and_plot(cli, tiny):
+    ccs.main(["elicit", "tiny", "capitals", "--out", str(cli), *FAST])
+    run = cli / f"{tiny.name}__capitals"
+    assert ccs.main(["eval", str(run), "animals", "--n", "16", "--templates", "1", "--quiet"]) == 0
+    table = pd.read_csv(run / "transfer" / "animals" / "eval.csv")
+    assert set(table.dataset) == {"animals"} and set(table.source_dataset) == {"capitals"}
+    assert len(table) == 9
+    ccs.main(["plot", str(run)])
+    assert (run / "auroc_vs_layer.png").stat().st_size > 1000
+
+
+def test_sweep(cli):
+    assert ccs.main(["sweep", "--models", "tiny", "--datasets", "capitals", "arithmetic",
+                     "--out", str(cli), *FAST]) == 0
+    (sweep,) = cli.glob("sweep-*")
+    transfer = pd.read_csv(sweep / "transfer.csv")
+    assert {(a, b) for a, b in zip(transfer["train"], transfer["eval"])} == {
+        (a, b) for a in ("capitals", "arithmetic") for b in ("capitals", "arithmetic")}
+    written = ccs.plot_run(str(sweep))
+    assert any(p.name.startswith("transfer_") for p in written)
+
+
+def test_eval_of_a_non_run_fails_clearly(cli, tmp_path):
+    with pytest.raises(SystemExit, match="not a run folder"):
+        ccs.main(["eval", str(tmp_path), "animals"])
+    with pytest.raises(SystemExit):
+        ccs.main(["elicit"])  # argparse: missing arguments
+    with pytest.raises(ValueError, match="unknown contrast dataset"):
+        ccs.main(["elicit", "tiny", "no-such-set", "--out", str(cli), *FAST])
+
+
+def test_table1_and_layer_selection_by_hand():
+    rows = []
+    for ds, accs in {"a": (0.6, 0.8, 0.9), "b": (0.7, 0.6, 0.8)}.items():
+        for t in (0, 1):
+            rows += [dict(model="m", dataset=ds, template=t, layer=-1, reporter="zero_shot", acc=accs[0]),
+                     dict(model="m", dataset=ds, template=t, layer=1, reporter="ccs", acc=accs[1],
+                          train_acc=0.9),
+                     dict(model="m", dataset=ds, template=t, layer=2, reporter="ccs", acc=accs[2],
+                          train_acc=0.7)]
+    frame = pd.DataFrame(rows)
+    assert ccs.select_layer(frame) == 1
+    t = ccs.table1(frame, {"m": 1})
+    ccs_row = t[t.method == "CCS"].iloc[0]
+    assert ccs_row["a"] == 80.0 and ccs_row["b"] == 60.0 and ccs_row["mean"] == 70.0
+    assert ccs_row["paper_mean"] == 71.2 and ccs_row["layer"] == 1
+    zs = t[t.method == "0-shot"].iloc[0]
+    assert zs["mean"] == 65.0 and zs["paper_mean"] == 62.8
+
+
+def test_plots_return_figures():
+    import matplotlib
+    matplotlib.use("Agg")
+    from nbtoolkit.plots.probes import layer_curve, table1_bars, transfer_heatmap
+
+    rows = [dict(dataset="a", template=0, layer=l, reporter=k, auroc=0.5 + 0.1 * l,
+                 auroc_lower=0.4, auroc_upper=0.9) for l in range(3) for k in ("ccs", "lr")]
+    rows.append(dict(dataset="a", template=0, layer=-1, reporter="zero_shot", auroc=0.6))
+    fig = layer_curve(pd.DataFrame(rows))
+    ax = fig.axes[0]
+    assert len(ax.get_lines()) >= 3  # two reporters, the zero-shot line, chance
+    with pytest.raises(ValueError, match="no rows for dataset"):
+        layer_curve(pd.DataFrame(rows), dataset="b")
+    m = pd.DataFrame([[0.9, 0.6], [0.7, 0.8]], index=["a", "b"], columns=["a", "b"])
+    assert len(transfer_heatmap(m).axes[0].texts) == 4
+    t = pd.DataFrame([dict(model="m", method="CCS", mean=60.0, paper_mean=71.2),
+                      dict(model="m", method="LR (ceiling)", mean=80.0, paper_mean=83.7)])
+    assert len(table1_bars(t).axes[0].patches) == 4
