@@ -41,10 +41,14 @@ def resolve_sites(lm, sites: Iterable[str]) -> list[Site]:
 class _PassTracker:
     """Reads, before each top-level forward, the absolute position of its first token."""
 
-    def __init__(self):
-        self.offset = 0
+    def __init__(self, prompt_only: bool = False):
+        self.offset, self.prompt_only = 0, prompt_only
 
     def __call__(self, module, args, kwargs):
+        if self.prompt_only and kwargs.get("use_cache") is False:
+            # without a KV cache every step re-runs the whole sequence: no pass is "the prompt's"
+            raise ValueError("patch(..., prompt_only=True) needs the KV cache; do not pass "
+                             "use_cache=False to generate")
         position = kwargs.get("cache_position")
         past = kwargs.get("past_key_values")
         if position is not None and position.numel():
@@ -159,7 +163,7 @@ def patch(lm, interventions: Mapping[str, Callable], *, prompt_only: bool = Fals
                 raise TypeError(f"site {site.name!r}: {fn!r} is not an intervention; use Set, Add, "
                                 f"Overlay, Zero, Noise or a callable (activation, ctx) -> activation")
         chains[site.name] = chain
-    tracker = _PassTracker()
+    tracker = _PassTracker(prompt_only)
     handles = []
 
     def runner(name):

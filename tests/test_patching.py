@@ -343,3 +343,11 @@ def test_tuple_outputs_are_read_and_written_back():
         patched, extra = net.block(x)
     assert extra == "extra" and torch.equal(patched[:, 1], torch.zeros(2, 4))
     assert torch.equal(patched[:, [0, 2]], out[:, [0, 2]])
+
+
+def test_prompt_only_refuses_generation_without_kv_cache(tiny_llama):
+    before = hook_count(tiny_llama.model)
+    with pytest.raises(ValueError, match="needs the KV cache"):
+        with patch(tiny_llama, {"layer.0": Zero()}, prompt_only=True):
+            tiny_llama.generate("Hi", max_new_tokens=2, use_cache=False)
+    assert hook_count(tiny_llama.model) == before

@@ -1,0 +1,312 @@
+"""SelfIE: a model describes its own hidden states (Chen et al. 2024, arXiv 2403.10949).
+
+A hidden state ``v`` (layer ℓ, token t) of an original prompt is written over the placeholder
+positions of an *interpretation prompt* at the input of block ``insert_layer`` during the
+prompt pass only; greedy decoding then lets the model say what ``v`` means:
+
+    frame = interpret(lm, "The Eiffel Tower is in Paris", tokens=[1, 2], layers=[2, 8, 16])
+
+Layers follow the Hugging Face ``hidden_states`` convention: layer 0 is the embedding output
+(site ``embed``), layer ℓ ≥ 1 the output of block ℓ − 1 (site ``layer.{ℓ-1}``; the last one is
+taken before the final norm, unlike HF's last entry). Inserting at block k replaces HF's
+``hidden_states[k]`` at the placeholders (site ``layer.{k}.in``).
+
+Overlay modes (the paper's names): ``"normalized"`` h ← s·v + (1 − s)·h (s ∈ [0, 1], 1 = pure
+replacement; despite the name there is no norm rescaling), ``"addition"`` h ← h + s·v.
+
+Relevancy of generated token y_j: |p(y_j | prompt with v inserted, y_<j) − p(y_j | the same
+tokens, placeholders left alone)|. p_with is read from the generation's own step (the forward
+that chose y_j, identical to a teacher-forced rerun with the insertion); p_without from one
+teacher-forced forward without it. A small relevancy means the interpretation prompt, not
+``v``, wrote the text.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import pandas as pd
+import torch
+
+from .interventions import Overlay
+from .patching import capture, patch
+
+PLACEHOLDER = "{x}"  # marks a placeholder in a template string
+FILL = "_"           # the text written where each placeholder was (one token per placeholder)
+N_PLACEHOLDERS = 5   # the paper's default
+REPLY = "Sure, I will summarize the message:"  # the repo's default start of the answer
+
+
+@dataclass
+class InterpretationPrompt:
+    """A tokenized interpretation prompt: ``input_ids`` ``[seq]`` and the placeholder token
+    ``positions`` (absolute indices into ``input_ids``)."""
+
+    text: str
+    input_ids: torch.Tensor
+    positions: list[int]
+
+    @property
+    def tokens(self) -> list[int]:
+        return self.input_ids.tolist()
+
+
+def make_template(lm, user: str | None = None, *, reply: str = REPLY,
+                     system: str | None = None, n_placeholders: int = N_PLACEHOLDERS) -> str:
+    """An interpretation template: ``user`` (default ``n_placeholders`` markers) as the user's
+    message, then the answer opened with ``reply``.
+
+    Uses the tokenizer's chat template when it has one (``system`` replaces the model's default
+    system prompt, if given); otherwise a plain ``User: … / Assistant: …`` text.
+    """
+    if user is None:
+        if n_placeholders < 1:
+            raise ValueError(f"n_placeholders must be >= 1, got {n_placeholders}")
+        user = " ".join([PLACEHOLDER] * n_placeholders)
+    tokenizer = lm.tokenizer
+    if getattr(tokenizer, "chat_template", None):
+        messages = [{"role": "system", "content": system}] if system else []
+        messages.append({"role": "user", "content": user})
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return text + reply
+    head = f"{system}\n" if system else ""
+    return f"{head}User: {user}\nAssistant: {reply}".rstrip(" ")
+
+
+def build_prompt(lm, template: str | None = None) -> InterpretationPrompt:
+    """Tokenize a template and locate its placeholders in the final ``input_ids``.
+
+    Each ``{x}`` marker becomes ``"_"``; a placeholder's position is the one token whose
+    character span covers it (from the tokenizer's offsets, so merges with neighbouring spaces
+    are found, never assumed). ``ValueError`` when there is no marker or when a placeholder does
+    not come out as a token of its own.
+    """
+    template = make_template(lm) if template is None else template
+    if not isinstance(template, str):
+        raise TypeError(f"template must be a string with {PLACEHOLDER!r} markers, got "
+                        f"{type(template).__name__}")
+    pieces = template.split(PLACEHOLDER)
+    if len(pieces) < 2:
+        raise ValueError(f"template has no placeholders: mark each with {PLACEHOLDER!r}, e.g. "
+                         f"'User: {PLACEHOLDER} {PLACEHOLDER}\\nAssistant: {REPLY}'; got {template!r}")
+    text, spans = pieces[0], []
+    for piece in pieces[1:]:
+        spans.append((len(text), len(text) + len(FILL)))
+        text += FILL + piece
+    tokenizer = lm.tokenizer
+    try:
+        encoded = tokenizer(text, return_offsets_mapping=True)
+    except (NotImplementedError, TypeError, ValueError) as error:
+        raise TypeError(f"SelfIE locates placeholders with token offsets, which need a fast "
+                        f"tokenizer; {type(tokenizer).__name__} has none ({error})") from error
+    ids, offsets = list(encoded["input_ids"]), list(encoded["offset_mapping"])
+    # A chat template may already start with <bos>; the tokenizer would add a second one.
+    bos = tokenizer.bos_token_id
+    if bos is not None and len(ids) > 1 and ids[0] == ids[1] == bos:
+        ids, offsets = ids[1:], offsets[1:]
+    positions = []
+    for start, end in spans:
+        covering = [i for i, (a, b) in enumerate(offsets) if b > a and a < end and b > start]
+        piece = text[offsets[covering[0]][0]:offsets[covering[0]][1]] if covering else ""
+        if len(covering) != 1 or piece.strip() != FILL or covering[0] in positions:
+            shown = [text[offsets[i][0]:offsets[i][1]] for i in covering]
+            raise ValueError(f"placeholder at characters {start}..{end} of {text!r} is not a token "
+                             f"of its own (tokens {shown}); separate the {PLACEHOLDER!r} markers "
+                             f"with spaces")
+        positions.append(covering[0])
+    return InterpretationPrompt(text, torch.tensor(ids, dtype=torch.long), positions)
+
+
+def hidden_states(lm, prompt: str, layers: Sequence[int]) -> dict[int, torch.Tensor]:
+    """Hidden states of one prompt, HF numbering: ``{layer: [seq, d_model]}`` (0 = embeddings)."""
+    sites = {layer: "embed" if layer == 0 else f"layer.{layer - 1}" for layer in layers}
+    batch = lm.encode(prompt)
+    with torch.no_grad(), capture(lm, sorted(set(sites.values()))) as acts:
+        lm.model(**batch)
+    return {layer: acts[site][0] for layer, site in sites.items()}
+
+
+def interpret(lm, prompt: str, *, tokens: Sequence[int] | None = None,
+              layers: Sequence[int] | None = None, insert_layer: int = 1,
+              template: str | None = None, mode: str = "normalized", strength: float = 1.0,
+              max_new_tokens: int = 20, batch_size: int = 16) -> pd.DataFrame:
+    """Interpret the hidden state of each (layer, token) pair of ``prompt`` in words.
+
+    ``tokens``: indices into ``lm.tokens(prompt)`` (negative from the end; default all);
+    ``layers``: HF layers 0..n_layers (default all); ``template``: a string with ``{x}``
+    placeholder markers (default :func:`make_template`). Pairs are batched ``batch_size``
+    at a time into one ``generate`` call each (the interpretation prompt is the same for every
+    row, so no padding moves the placeholders).
+
+    Returns one row per pair: ``prompt, layer, token_index, token, interpretation``,
+    ``interpretation_tokens`` and ``relevancy`` (lists, one entry per generated token up to and
+    including the end-of-text token) and ``mean_relevancy``; ``baseline_match`` is the fraction of generated tokens equal to the
+    placeholder-only generation's at the same step. ``frame.attrs`` holds ``baseline`` (that
+    generation's text), ``template`` (the prompt text) and ``positions`` (placeholder tokens).
+    """
+    n_layers = lm.n_layers
+    prompt_tokens = lm.tokens(prompt) if isinstance(prompt, str) and prompt else None
+    if prompt_tokens is None:
+        raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
+    token_index = _check_indices("token", tokens, len(prompt_tokens), allow_negative=True)
+    layer_index = _check_indices("layer", layers, n_layers + 1, allow_negative=False)
+    if not isinstance(insert_layer, int) or not 0 <= insert_layer < n_layers:
+        raise ValueError(f"insert_layer {insert_layer!r} is out of range: the model has blocks "
+                         f"0..{n_layers - 1}")
+    _check_overlay(mode, strength)
+    if max_new_tokens < 1 or batch_size < 1:
+        raise ValueError(f"max_new_tokens and batch_size must be >= 1, got {max_new_tokens}, "
+                         f"{batch_size}")
+    interp = build_prompt(lm, template)
+    states = hidden_states(lm, prompt, layer_index)
+    pairs = [(layer, t) for t in token_index for layer in layer_index]
+    baseline = _generate(lm, interp, None, mode, strength, insert_layer, 1, max_new_tokens)[0][0]
+    rows = []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start:start + batch_size]
+        vectors = torch.stack([states[layer][t] for layer, t in chunk])
+        generated, p_with = _generate(lm, interp, vectors, mode, strength, insert_layer,
+                                      len(chunk), max_new_tokens)
+        p_without = _p_without(lm, interp, generated)
+        for (layer, t), ids, with_, without in zip(chunk, generated, p_with, p_without):
+            rel = [abs(a - b) for a, b in zip(with_, without)]
+            rows.append(dict(prompt=prompt, layer=layer, token_index=t, token=prompt_tokens[t],
+                             interpretation=_decode(lm, ids),
+                             interpretation_tokens=[lm.tokenizer.decode([i]) for i in ids],
+                             relevancy=rel,
+                             mean_relevancy=sum(rel) / len(rel) if rel else 0.0,
+                             baseline_match=_match(ids, baseline)))
+    frame = pd.DataFrame(rows, columns=["prompt", "layer", "token_index", "token",
+                                        "interpretation", "interpretation_tokens", "relevancy",
+                                        "mean_relevancy", "baseline_match"])
+    frame.attrs.update(baseline=_decode(lm, baseline), template=interp.text,
+                       positions=interp.positions, insert_layer=insert_layer, mode=mode,
+                       strength=strength)
+    return frame
+
+
+def token_indices(lm, prompt: str, text: str) -> list[int]:
+    """Indices of the tokens of ``prompt`` that overlap the first occurrence of ``text``
+    (e.g. the subject ``"Eiffel Tower"`` → the tokens ``" E", "iffel", " Tower"``)."""
+    start = prompt.find(text) if text else -1
+    if start < 0:
+        raise ValueError(f"{text!r} does not occur in the prompt {prompt!r}")
+    end = start + len(text)
+    offsets = lm.tokenizer(prompt, return_offsets_mapping=True)["offset_mapping"]
+    return [i for i, (a, b) in enumerate(offsets) if b > a and a < end and b > start]
+
+
+def insertion(interp: InterpretationPrompt, vectors: torch.Tensor | None, *, insert_layer: int,
+              mode: str = "normalized", strength: float = 1.0) -> dict:
+    """The ``patch`` mapping that writes each row's vector over every placeholder at the input
+    of block ``insert_layer``: ``vectors`` ``[rows, d_model]`` (None: no insertion, ``{}``)."""
+    if vectors is None:
+        return {}
+    _check_overlay(mode, strength)
+    value = vectors[:, None, :].expand(-1, len(interp.positions), -1)  # [rows, n_placeholders, d]
+    return {f"layer.{insert_layer}.in": Overlay(value, at=interp.positions, strength=strength,
+                                                mode=mode)}
+
+
+def baseline(lm, template: str | None = None, *, max_new_tokens: int = 20) -> str:
+    """The interpretation prompt's own greedy continuation, placeholders left alone."""
+    interp = build_prompt(lm, template)
+    return _decode(lm, _generate(lm, interp, None, "normalized", 0.0, 0, 1, max_new_tokens)[0][0])
+
+
+# ---------------------------------------------------------------- internals
+
+def _check_indices(name: str, given, size: int, allow_negative: bool) -> list[int]:
+    if given is None:
+        return list(range(size))
+    given = [given] if isinstance(given, int) else list(given)
+    if not given:
+        raise ValueError(f"{name}s must not be empty")
+    low = -size if allow_negative else 0
+    out = []
+    for value in given:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value < size:
+            raise ValueError(f"{name} {value!r} is out of range: valid {name}s are "
+                             f"{low}..{size - 1}")
+        out.append(value % size)
+    return out
+
+
+def _check_overlay(mode: str, strength: float) -> None:
+    if mode not in ("normalized", "addition"):
+        raise ValueError(f"mode must be 'normalized' or 'addition', got {mode!r}")
+    if not isinstance(strength, (int, float)) or not math.isfinite(strength):
+        raise ValueError(f"strength must be a finite number, got {strength!r}")
+    if mode == "normalized" and not 0 <= strength <= 1:
+        raise ValueError(f"strength {strength} is outside [0, 1], which 'normalized' mode needs "
+                         f"(s·v + (1 − s)·h); use mode='addition' for h + s·v")
+
+
+def _eos_ids(lm) -> set[int]:
+    eos = getattr(getattr(lm.model, "generation_config", None), "eos_token_id", None)
+    eos = eos if eos is not None else lm.tokenizer.eos_token_id
+    return set(eos) if isinstance(eos, (list, tuple)) else {eos} if eos is not None else set()
+
+
+@torch.no_grad()
+def _generate(lm, interp, vectors, mode, strength, insert_layer, rows, max_new_tokens):
+    """Greedy continuations under the insertion: per row, the token ids (cut after the first
+    end-of-text token) and each token's probability ``p_with`` from the step that chose it."""
+    from transformers import GenerationConfig
+
+    ids = interp.input_ids.to(lm.device)[None].expand(rows, -1)
+    eos = _eos_ids(lm)
+    pad = lm.tokenizer.pad_token_id
+    # A fresh config: plain greedy decoding, whatever sampling or penalties the model ships with.
+    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
+                              eos_token_id=sorted(eos) or None,
+                              pad_token_id=pad if pad is not None else min(eos, default=0),
+                              output_logits=True, return_dict_in_generate=True)
+    edits = insertion(interp, vectors, insert_layer=insert_layer, mode=mode, strength=strength)
+    with patch(lm, edits, prompt_only=True):
+        out = lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                generation_config=config)
+    new = out.sequences[:, ids.shape[1]:]
+    # Raw logits (before any logits processor): the model's own distribution at each step.
+    probs = torch.stack(out.logits, 1).float().softmax(-1).gather(-1, new[..., None])[..., 0]
+    tokens, p_with = [], []
+    for row, p in zip(new.tolist(), probs.cpu().tolist()):
+        cut = next((i + 1 for i, token in enumerate(row) if token in eos), len(row))
+        tokens.append(row[:cut]), p_with.append(p[:cut])
+    return tokens, p_with
+
+
+@torch.no_grad()
+def _p_without(lm, interp, generated: list[list[int]]) -> list[list[float]]:
+    """p(y_j | placeholders left alone, y_<j), teacher-forced; one list per row.
+
+    The prompt pass is the same for every row, so it runs once and its KV cache is shared.
+    """
+    rows, width = len(generated), max(len(g) for g in generated)
+    prompt = interp.input_ids.to(lm.device)[None]
+    first = lm.model(input_ids=prompt, use_cache=True, logits_to_keep=1)
+    logits = [first.logits[:, -1:].expand(rows, -1, -1)]
+    tokens = torch.full((rows, width), lm.tokenizer.pad_token_id or 0, dtype=torch.long)
+    for i, g in enumerate(generated):  # right padding: causal attention keeps it out
+        tokens[i, :len(g)] = torch.tensor(g, dtype=torch.long)
+    tokens = tokens.to(lm.device)
+    if width > 1:
+        cache = first.past_key_values
+        cache.batch_repeat_interleave(rows)
+        mask = torch.ones(rows, prompt.shape[1] + width - 1, dtype=torch.long, device=lm.device)
+        logits.append(lm.model(input_ids=tokens[:, :-1], attention_mask=mask,
+                               past_key_values=cache).logits)
+    probs = torch.cat(logits, 1).float().softmax(-1).gather(-1, tokens[..., None])[..., 0]
+    return [p[:len(g)] for p, g in zip(probs.cpu().tolist(), generated)]
+
+
+def _decode(lm, ids: list[int]) -> str:
+    return lm.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def _match(ids: list[int], reference: list[int]) -> float:
+    if not ids:
+        return 1.0
+    return sum(a == b for a, b in zip(ids, reference)) / len(ids)
