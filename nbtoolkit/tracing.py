@@ -1,0 +1,540 @@
+"""ROME causal tracing (Meng et al. 2022): where does a model recall a fact?
+
+    result = causal_trace(lm, "The Eiffel Tower is located in the city of", "Eiffel Tower")
+    result.scores        # [n_tokens, n_layers]: p(answer) with the clean state restored there
+    result.plot()
+
+ROME's semantics, exactly: Gaussian noise is added to the subject tokens' embeddings (site
+``embed``) in ``samples`` corrupted copies of the prompt; the draw is NumPy's
+``RandomState(seed).randn(samples, n_subject_tokens, d_model) * level``, the same draw for every
+restoration (common random numbers), added in float64 as ROME's in-place ``+=`` does. Restoring
+copies the clean run's activation at (token t, layer l) into the corrupted rows — the block output
+``layer.{l}`` for ``kind="hidden"``, the MLP / attention output ``layer.{j}.mlp`` / ``.attn`` for
+``j`` in ROME's code window ``l - window//2 ... l + ceil(window/2) - 1`` (l−5…l+4 for window 10),
+clipped to the model (the paper's appendix says l−4…l+5; we follow the code). The score is
+p(answer) at the last position, averaged over the corrupted rows. On Gemma-3 the embedding module
+multiplies by sqrt(d_model) itself, so the noise (and σ) apply to the scaled embeddings.
+
+Fast path (same numbers as one forward per cell, up to float reassociation, checked in tests):
+the clean run happens once and is cached; many restorations share one forward (blocks of
+``samples`` rows); only the last position's logits are computed; positions before the restored
+token are not recomputed: they come from the corrupted run's KV cache (a fresh copy per forward);
+restorations that cannot change the last position (a token before the subject, where clean and
+corrupted runs agree, or only the last layer at a token other than the last) take the corrupted
+score without a forward. A forward holds at most ``max(max_tokens, samples × n_tokens)``
+row-positions (cached prefix included), so memory stays bounded for long prompts.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .patching import capture, patch
+
+KINDS = ("hidden", "mlp", "attn")
+BUCKETS = ("first subject token", "middle subject tokens", "last subject token",
+           "first subsequent token", "further tokens", "last token")
+
+
+# ---------------------------------------------------------------- results
+
+@dataclass
+class TraceResult:
+    """One prompt's trace.
+
+    ``scores[t, l]``: mean p(answer) over the corrupted rows with the clean state restored at token
+    ``t``, layer (window centre) ``l``; rows not traced (``positions=...``) are NaN.
+    ``low_score``: corrupted, nothing restored; ``high_score``: clean.
+    """
+
+    scores: np.ndarray
+    low_score: float
+    high_score: float
+    tokens: list[str]
+    subject_range: tuple[int, int]
+    kind: str
+    answer: str
+    answer_id: int
+    prompt: str = ""
+    subject: str = ""
+    window: int = 10
+    samples: int = 10
+    noise: float = 0.0
+
+    @property
+    def n_layers(self) -> int:
+        return self.scores.shape[1]
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per (token, layer): ``position, token, is_subject, layer, score, effect``
+        (effect = score − low_score, the indirect effect)."""
+        start, end = self.subject_range
+        rows = []
+        for t, token in enumerate(self.tokens):
+            for layer in range(self.n_layers):
+                score = float(self.scores[t, layer])
+                rows.append(dict(position=t, token=token, is_subject=start <= t < end, layer=layer,
+                                 score=score, effect=score - self.low_score, kind=self.kind))
+        return pd.DataFrame(rows)
+
+    def plot(self, **kwargs):
+        """ROME's heatmap (Purples / Greens / Reds), colour floor at ``low_score``."""
+        from .plots.tracing import plot_trace
+        return plot_trace(self, **kwargs)
+
+
+@dataclass
+class AverageEffect:
+    """ROME's averaged trace over facts: six token buckets × layers.
+
+    ``mean[b, l]``: mean score in bucket ``b`` (middle subject / further tokens pool every token
+    of the bucket); ``std[b, l]`` its standard deviation; ``count[b]`` the number of prompts in the
+    bucket (used for the 95% interval 1.96·std/√count, as ROME's line plot); ``aie = mean −
+    low_score`` (not clipped; ROME's heatmaps clip at 0).
+    """
+
+    kind: str
+    mean: np.ndarray
+    std: np.ndarray
+    count: np.ndarray
+    low_score: float
+    high_score: float
+    results: list[TraceResult] = field(default_factory=list)
+    skipped: list[dict] = field(default_factory=list)
+
+    @property
+    def aie(self) -> np.ndarray:
+        return self.mean - self.low_score
+
+    @property
+    def ci95(self) -> np.ndarray:
+        return 1.96 * self.std / np.sqrt(np.maximum(self.count, 1))[:, None]
+
+    @property
+    def total_effect(self) -> float:
+        """ATE: mean clean p(answer) − mean corrupted p(answer)."""
+        return self.high_score - self.low_score
+
+    def peak(self, bucket: str) -> tuple[int, float]:
+        """(layer, AIE) of the largest average indirect effect in ``bucket``."""
+        row = self.aie[_bucket_index(bucket)]
+        if np.all(np.isnan(row)):
+            return -1, float("nan")
+        layer = int(np.nanargmax(row))
+        return layer, float(row[layer])
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per (bucket, layer): ``aie, ci_low, ci_high, mean, std, count``."""
+        rows = []
+        ci = self.ci95
+        for b, bucket in enumerate(BUCKETS):
+            for layer in range(self.mean.shape[1]):
+                rows.append(dict(kind=self.kind, bucket=bucket, layer=layer,
+                                 aie=self.aie[b, layer], ci_low=self.aie[b, layer] - ci[b, layer],
+                                 ci_high=self.aie[b, layer] + ci[b, layer],
+                                 mean=self.mean[b, layer], std=self.std[b, layer],
+                                 count=int(self.count[b])))
+        return pd.DataFrame(rows)
+
+    def plot(self, **kwargs):
+        """ROME's average heatmap: AIE clipped at 0, six buckets × layers."""
+        from .plots.tracing import plot_average
+        return plot_average(self, **kwargs)
+
+    def plot_lines(self, **kwargs):
+        """AIE per layer with 95% intervals for the last subject token and the last token."""
+        from .plots.tracing import plot_average_lines
+        return plot_average_lines(self, **kwargs)
+
+
+def _bucket_index(bucket: str) -> int:
+    if bucket not in BUCKETS:
+        raise ValueError(f"unknown bucket {bucket!r}; valid: {', '.join(BUCKETS)}")
+    return BUCKETS.index(bucket)
+
+
+# ---------------------------------------------------------------- noise
+
+def noise_level(lm, subjects: Sequence[str], factor: float = 3.0) -> float:
+    """ROME's noise level: ``factor`` × σ, σ = ONE std (unbiased) over all elements of the
+    embeddings of all subject tokens, each subject embedded alone (no special tokens)."""
+    subjects = [s for s in subjects]
+    if not subjects or any(not isinstance(s, str) or not s for s in subjects):
+        raise ValueError("noise_level needs a non-empty list of non-empty subject strings")
+    embed = lm.model.get_input_embeddings()
+    device = lm.device
+    with torch.no_grad():
+        rows = []
+        for subject in subjects:
+            ids = lm.tokenizer(subject, add_special_tokens=False)["input_ids"]
+            rows.append(embed(torch.tensor([ids], device=device))[0].float())
+        return factor * float(torch.cat(rows).std())
+
+
+def resolve_noise(lm, noise: str | float, subjects: Sequence[str] | None = None) -> float:
+    """A noise spec as a float std: ``"s<f>"`` = f × σ over ``subjects`` (default: the subjects
+    of ``data/facts/known_facts.json``); a number is used as is."""
+    if isinstance(noise, bool):
+        raise TypeError(f"noise must be 's<factor>' (e.g. 's3') or a float, got {noise!r}")
+    if isinstance(noise, (int, float)):
+        if not math.isfinite(noise) or noise < 0:
+            raise ValueError(f"noise level must be a finite number >= 0, got {noise!r}")
+        return float(noise)
+    match = re.fullmatch(r"s(\d+(?:\.\d*)?)", str(noise))
+    if not match:
+        raise ValueError(f"noise must be 's<factor>' (e.g. 's3': 3 × the std of subject "
+                         f"embeddings) or a float, got {noise!r}")
+    if subjects is None:
+        from .data import load_facts
+        subjects = [f["subject"] for f in load_facts()]
+    return noise_level(lm, subjects, factor=float(match.group(1)))
+
+
+def window_layers(layer: int, n_layers: int, window: int) -> list[int]:
+    """ROME's code window around ``layer``: ``l - window//2 ... l + ceil(window/2) - 1``, clipped."""
+    return list(range(max(0, layer - window // 2), min(n_layers, layer - (-window // 2))))
+
+
+def find_token_range(tokens: Sequence[str], subject: str) -> tuple[int, int]:
+    """ROME's subject span: first character match of ``subject`` in the joined decoded tokens;
+    (start, end exclusive) in tokens."""
+    whole = "".join(tokens)
+    char = whole.find(subject)
+    if char < 0:
+        return -1, -1
+    loc, start = 0, None
+    for i, token in enumerate(tokens):
+        loc += len(token)
+        if start is None and loc > char:
+            start = i
+        if loc >= char + len(subject):
+            return start, i + 1
+    return -1, -1
+
+
+# ---------------------------------------------------------------- the tracer
+
+class _Tracer:
+    """Shared state of one prompt: tokens, subject span, noise, clean cache, corrupted prefixes."""
+
+    def __init__(self, lm, prompt: str, subject: str, *, samples: int, noise, seed: int,
+                 target, max_tokens: int):
+        _check_text(prompt, subject)
+        if not isinstance(samples, int) or samples < 1:
+            raise ValueError(f"samples must be an int >= 1, got {samples!r}")
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+        self.lm, self.prompt, self.subject = lm, prompt, subject
+        self.samples, self.max_tokens = samples, max_tokens
+        self.model = lm.model
+        ids = lm.tokenizer(prompt, return_tensors="pt")["input_ids"].to(lm.device)
+        self.ids = ids  # [1, T]
+        self.T = ids.shape[1]
+        context = _context_length(lm.model)
+        if context is not None and self.T > context:
+            raise ValueError(f"prompt has {self.T} tokens, longer than the model's context of "
+                             f"{context} tokens")
+        self.tokens = [lm.tokenizer.decode([i]) for i in ids[0].tolist()]
+        start, end = find_token_range(self.tokens, subject)
+        if start < 0:
+            raise ValueError(f"subject {subject!r} does not occur in prompt {prompt!r}")
+        if end >= self.T:
+            raise ValueError(f"subject {subject!r} ends at the last token of prompt {prompt!r}; "
+                             f"causal tracing needs at least one token after the subject "
+                             f"(the answer is predicted after the prompt's last token)")
+        self.start, self.end = start, end
+        self.L = lm.n_layers
+        self.level = resolve_noise(lm, noise)
+        draw = np.random.RandomState(seed).randn(samples, end - start, lm.d_model)
+        self.noise = torch.from_numpy(draw * self.level).to(lm.device)  # float64, as ROME
+        self._clean(target)
+        self.low_score = self._corrupted_score()
+
+    def _clean(self, target) -> None:
+        """One clean forward: the answer, ``high_score`` and every restorable activation."""
+        sites = [f"layer.{l}{part}" for l in range(self.L) for part in ("", ".mlp", ".attn")]
+        with torch.no_grad(), capture(self.lm, sites) as acts:
+            logits = self.model(input_ids=self.ids, use_cache=False, logits_to_keep=1).logits
+        probs = logits[0, -1].float().softmax(-1)
+        if target is None:
+            answer_id = int(probs.argmax())
+        elif isinstance(target, str):
+            answer_id = self.lm.token_id(target)
+        elif isinstance(target, int) and not isinstance(target, bool):
+            answer_id = target
+        else:
+            raise TypeError(f"target must be None, a string or a token id, got {target!r}")
+        if not 0 <= answer_id < probs.shape[0]:
+            raise ValueError(f"target token id {answer_id} is outside the vocabulary "
+                             f"(0..{probs.shape[0] - 1})")
+        self.answer_id = answer_id
+        self.answer = self.lm.tokenizer.decode([answer_id])
+        self.high_score = float(probs[answer_id])
+        self.clean = {site: acts[site][0] for site in sites}  # [T, d] each
+
+    def _noise_fn(self, offset: int, repeats: int):
+        """Adds the noise to the subject tokens of a forward covering positions ``offset...``;
+        row ``r`` uses draw ``r // repeats`` (rows are blocks of ``repeats`` per draw)."""
+        noise = self.noise.repeat_interleave(repeats, dim=0) if repeats > 1 else self.noise
+
+        def add(act, ctx):
+            lo, hi = max(self.start, offset), min(self.end, offset + act.shape[1])
+            if lo >= hi:
+                return act
+            out = act.clone()
+            part = noise[:, lo - self.start:hi - self.start]
+            # ROME adds a float64 draw in place: the sum happens in float64.
+            out[:, lo - offset:hi - offset] = (act[:, lo - offset:hi - offset].double() + part).to(act.dtype)
+            return out
+        return add
+
+    def _prefix(self, t: int):
+        """The corrupted run's KV cache over positions ``0..t-1`` (``samples`` rows). Built per
+        token, not kept for all tokens at once: that would grow with the prompt's length squared."""
+        if t == 0:
+            return None
+        ids = self.ids[:, :t].expand(self.samples, t)
+        with torch.no_grad(), patch(self.lm, {"embed": self._noise_fn(0, 1)}):
+            return self.model(input_ids=ids, use_cache=True, logits_to_keep=1).past_key_values
+
+    def _corrupted_score(self) -> float:
+        ids = self.ids.expand(self.samples, self.T)
+        with torch.no_grad(), patch(self.lm, {"embed": self._noise_fn(0, 1)}):
+            logits = self.model(input_ids=ids, use_cache=False, logits_to_keep=1).logits
+        return float(logits[:, -1].float().softmax(-1)[:, self.answer_id].mean())
+
+    def _run(self, t: int, prefix, restores: list[list[str]]) -> list[float]:
+        """Scores for restorations at token ``t`` in one forward over positions ``t..T-1``
+        (``prefix``: the corrupted KV cache of positions < t): block ``k`` (``samples`` rows)
+        restores the sites ``restores[k]``."""
+        K, S = len(restores), self.samples
+        ids = self.ids[:, t:].expand(S * K, self.T - t)
+        cache = None
+        if prefix is not None:
+            cache = copy.deepcopy(prefix)  # the forward appends to it: never the original
+            cache.batch_repeat_interleave(K)
+        plan: dict[str, list[int]] = {}
+        for k, sites in enumerate(restores):
+            for site in sites:
+                plan.setdefault(site, []).append(k)
+        interventions = {"embed": self._noise_fn(t, K)}
+        for site, blocks in plan.items():
+            interventions[site] = _restore_fn(self.clean[site][t], blocks, K, S, t)
+        with torch.no_grad(), patch(self.lm, interventions):
+            out = self.model(input_ids=ids, past_key_values=cache, use_cache=cache is not None,
+                             logits_to_keep=1)
+        probs = out.logits[:, -1].float().softmax(-1)[:, self.answer_id]  # row = draw*K + block
+        return probs.view(S, K).mean(0).tolist()
+
+    def trace(self, kind: str, window: int, positions) -> TraceResult:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        if not isinstance(window, int) or window < 1:
+            raise ValueError(f"window must be an int >= 1, got {window!r}")
+        rows = self._positions(positions)
+        scores = np.full((self.T, self.L), np.nan)
+        suffix = "" if kind == "hidden" else f".{kind}"
+        for t in rows:
+            todo = []
+            for layer in range(self.L):
+                layers = [layer] if kind == "hidden" else window_layers(layer, self.L, window)
+                if t < self.T - 1:  # the last layer's output at t feeds only t's own logits
+                    layers = [j for j in layers if j < self.L - 1]
+                # before the subject clean == corrupted; no layers left: nothing the metric reads
+                if t < self.start or not layers:
+                    scores[t, layer] = self.low_score
+                else:
+                    todo.append((layer, [f"layer.{j}{suffix}" for j in layers]))
+            # rows × positions, counting the cached prefix too: bounds activations and KV copies
+            per_forward = max(1, self.max_tokens // (self.samples * self.T))
+            prefix = self._prefix(t) if todo else None
+            for i in range(0, len(todo), per_forward):
+                chunk = todo[i:i + per_forward]
+                for (layer, _), score in zip(chunk, self._run(t, prefix, [s for _, s in chunk])):
+                    scores[t, layer] = score
+        return TraceResult(scores=scores, low_score=self.low_score, high_score=self.high_score,
+                           tokens=self.tokens, subject_range=(self.start, self.end), kind=kind,
+                           answer=self.answer, answer_id=self.answer_id, prompt=self.prompt,
+                           subject=self.subject, window=window, samples=self.samples,
+                           noise=self.level)
+
+    def _positions(self, positions) -> list[int]:
+        if positions is None:
+            return list(range(self.T))
+        named = {"subject_last": [self.end - 1], "last": [self.T - 1],
+                 "key": [self.end - 1, self.T - 1]}
+        if isinstance(positions, str):
+            if positions not in named:
+                raise ValueError(f"positions must be None, one of {sorted(named)} or a list of "
+                                 f"token indices, got {positions!r}")
+            return named[positions]
+        out = sorted({p % self.T if -self.T <= p < 0 else p for p in positions})
+        bad = [p for p in out if not 0 <= p < self.T]
+        if bad:
+            raise ValueError(f"positions {bad} are outside the prompt's {self.T} tokens")
+        return out
+
+
+def _restore_fn(value: torch.Tensor, blocks: list[int], K: int, S: int, t: int):
+    """Copies ``value`` [d] into position ``t`` of every row of the given blocks
+    (row = draw * K + block) in a forward starting at position ``t``."""
+    rows = torch.tensor([s * K + k for s in range(S) for k in blocks], device=value.device)
+
+    def restore(act, ctx):
+        out = act.clone()
+        out[rows, 0] = value.to(act.dtype)
+        return out
+    return restore
+
+
+@contextmanager
+def _eval_mode(model):
+    """Dropout off while tracing (ROME runs in eval mode); every module's train/eval flag is
+    put back afterwards."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, mode in modes:
+            module.training = mode
+
+
+def _context_length(model) -> int | None:
+    config = model.config
+    return getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+
+
+def _check_text(prompt, subject) -> None:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
+    if not isinstance(subject, str) or not subject.strip():
+        raise ValueError(f"subject must be a non-empty string, got {subject!r}")
+    if subject not in prompt:
+        raise ValueError(f"subject {subject!r} does not occur in prompt {prompt!r}")
+
+
+# ---------------------------------------------------------------- public API
+
+def causal_trace(lm, prompt: str, subject: str, *, kind: str = "hidden", samples: int = 10,
+                 noise: str | float = "s3", window: int = 10, seed: int = 1,
+                 target: str | int | None = None, positions=None,
+                 max_tokens: int = 8192) -> TraceResult:
+    """ROME's causal trace of one prompt: ``scores[token, layer]`` = p(answer) with the clean
+    state restored there in the subject-corrupted run (see the module docstring).
+
+    ``kind``: ``"hidden"`` (block output, one layer), ``"mlp"`` / ``"attn"`` (a window of
+    ``window`` layers around each layer). ``noise``: ``"s3"`` = 3σ of subject embeddings over
+    ``data/facts`` (ROME's default), or a float std. ``target``: score this token (a string's
+    first token, or an id) instead of the clean top-1. ``positions``: trace only these token
+    rows (others are NaN): ``"subject_last"`` (ROME's option), ``"last"``, ``"key"`` (last
+    subject token and last token: the rows the paper's summary numbers are read from)
+    ``max_tokens``: at most this many row × position cells (cached prefix included) per forward,
+    at least one block of ``samples`` rows (bounds memory).
+    """
+    with _eval_mode(lm.model):
+        tracer = _Tracer(lm, prompt, subject, samples=samples, noise=noise, seed=seed,
+                         target=target, max_tokens=max_tokens)
+        return tracer.trace(kind, window, positions)
+
+
+def trace_kinds(lm, prompt: str, subject: str, kinds: Sequence[str] = KINDS, *,
+                samples: int = 10, noise: str | float = "s3", window: int = 10, seed: int = 1,
+                target: str | int | None = None, positions=None,
+                max_tokens: int = 8192) -> dict[str, TraceResult]:
+    """:func:`causal_trace` for several kinds, sharing the clean run and corrupted prefixes."""
+    for kind in kinds:
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    with _eval_mode(lm.model):
+        tracer = _Tracer(lm, prompt, subject, samples=samples, noise=noise, seed=seed,
+                         target=target, max_tokens=max_tokens)
+        return {kind: tracer.trace(kind, window, positions) for kind in kinds}
+
+
+def answer_matches(answer: str, attribute: str) -> bool:
+    """The model's answer token begins the fact's attribute (whitespace stripped, non-empty)."""
+    token = answer.strip()
+    return bool(token) and attribute.startswith(token)
+
+
+def average_indirect_effect(lm, facts: Sequence[dict], kind: str = "hidden", *,
+                            samples: int = 10, noise: str | float = "s3", window: int = 10,
+                            seed: int = 1, positions=None, only_correct: bool = True,
+                            max_tokens: int = 8192, progress: bool = True) -> AverageEffect:
+    """ROME's averaged causal effects over ``facts`` (dicts with ``prompt``, ``subject``,
+    ``attribute``) in six token buckets × layers, with 95% intervals.
+
+    ``only_correct`` skips facts whose clean top-1 token does not begin the attribute (ROME
+    requires the stripped token to equal the whole attribute; ours also keeps multi-token
+    attributes). ``noise="s<f>"`` takes σ over these facts' subjects, as ROME does.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    facts = list(facts)
+    if not facts:
+        raise ValueError("average_indirect_effect needs at least one fact")
+    level = resolve_noise(lm, noise, [f["subject"] for f in facts]) if isinstance(noise, str) \
+        else resolve_noise(lm, noise)
+    iterator = facts
+    if progress:
+        from tqdm.auto import tqdm
+        iterator = tqdm(facts, desc=f"tracing {kind}")
+    results, skipped = [], []
+    for fact in iterator:
+        result = causal_trace(lm, fact["prompt"], fact["subject"], kind=kind, samples=samples,
+                              noise=level, window=window, seed=seed, positions=positions,
+                              max_tokens=max_tokens)
+        if only_correct and not answer_matches(result.answer, fact["attribute"]):
+            skipped.append(fact)
+            continue
+        results.append(result)
+    return average_results(results, kind=kind, skipped=skipped)
+
+
+def bucket_rows(result: TraceResult) -> list[np.ndarray]:
+    """ROME's six buckets of one result: each a ``[n_rows, n_layers]`` array (NaN rows dropped)."""
+    start, end = result.subject_range
+    last = len(result.tokens) - 1
+    s = result.scores
+    parts = [s[start:start + 1], s[start + 1:end - 1], s[end - 1:end], s[end:end + 1],
+             s[end + 1:last], s[last:last + 1]]
+    return [p[~np.all(np.isnan(p), axis=1)] for p in parts]
+
+
+def average_results(results: Sequence[TraceResult], kind: str | None = None,
+                    skipped: Sequence[dict] = ()) -> AverageEffect:
+    """Pool per-prompt traces into ROME's bucket averages (see :class:`AverageEffect`)."""
+    results = list(results)
+    if not results:
+        raise ValueError("no traces to average (did every fact fail the correctness check?)")
+    kinds = {r.kind for r in results}
+    if len(kinds) > 1:
+        raise ValueError(f"cannot average traces of different kinds: {sorted(kinds)}")
+    L = results[0].n_layers
+    pooled = [[] for _ in BUCKETS]
+    counts = np.zeros(len(BUCKETS), dtype=int)
+    for result in results:
+        for b, rows in enumerate(bucket_rows(result)):
+            if len(rows):
+                pooled[b].append(rows)
+                counts[b] += 1
+    mean = np.full((len(BUCKETS), L), np.nan)
+    std = np.full((len(BUCKETS), L), np.nan)
+    for b, rows in enumerate(pooled):
+        if rows:
+            stacked = np.concatenate(rows)
+            mean[b], std[b] = stacked.mean(0), stacked.std(0)
+    return AverageEffect(kind=kind or results[0].kind, mean=mean, std=std, count=counts,
+                         low_score=float(np.mean([r.low_score for r in results])),
+                         high_score=float(np.mean([r.high_score for r in results])),
+                         results=results, skipped=list(skipped))
