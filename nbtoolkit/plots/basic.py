@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
+
+
+def new_figure(nrows: int = 1, ncols: int = 1, *, figsize, **subplots) -> tuple[Figure, object]:
+    """A Figure and its axes, not registered with pyplot: a notebook shows it exactly once
+    whatever the backend, and it is freed when no longer referenced."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **subplots)
 
 
 def heatmap(grid, *, rows: Sequence[str] | None = None, columns: Sequence | None = None,
             xlabel: str = "layer", ylabel: str = "", title: str = "", cmap: str = "viridis",
-            vmin=None, vmax=None, center=None, colorbar: str = "") -> plt.Figure:
+            vmin=None, vmax=None, center=None, colorbar: str = "") -> Figure:
     """A 2-D array ``[rows, columns]`` as a heatmap with row labels (e.g. tokens)."""
     grid = np.asarray(grid, dtype=float)
     if grid.ndim != 2:
@@ -19,7 +26,7 @@ def heatmap(grid, *, rows: Sequence[str] | None = None, columns: Sequence | None
     if center is not None:
         span = np.nanmax(np.abs(grid - center)) or 1.0
         vmin, vmax = center - span, center + span
-    fig, ax = plt.subplots(figsize=(min(2 + 0.28 * grid.shape[1], 12), 1 + 0.32 * grid.shape[0]))
+    fig, ax = new_figure(figsize=(min(2 + 0.28 * grid.shape[1], 12), 1 + 0.32 * grid.shape[0]))
     image = ax.imshow(grid, aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax)
     ax.set_yticks(range(grid.shape[0]), rows if rows is not None else range(grid.shape[0]))
     if columns is not None:
@@ -31,9 +38,9 @@ def heatmap(grid, *, rows: Sequence[str] | None = None, columns: Sequence | None
 
 
 def layer_curves(frame: pd.DataFrame, *, x: str = "layer", y: str, hue: str | None = None,
-                 title: str = "") -> plt.Figure:
+                 title: str = "") -> Figure:
     """``y`` against ``x``, one line per value of ``hue``."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = new_figure(figsize=(6, 3.5))
     groups = frame.groupby(hue) if hue else [(y, frame)]
     for label, rows in groups:
         rows = rows.sort_values(x)
@@ -46,9 +53,9 @@ def layer_curves(frame: pd.DataFrame, *, x: str = "layer", y: str, hue: str | No
     return fig
 
 
-def training_curves(history: pd.DataFrame, metrics: Sequence[str]) -> plt.Figure:
+def training_curves(history: pd.DataFrame, metrics: Sequence[str]) -> Figure:
     """One panel per metric against ``step``."""
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3), squeeze=False)
+    fig, axes = new_figure(1, len(metrics), figsize=(4 * len(metrics), 3), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         rows = history.dropna(subset=[metric])
         ax.plot(rows["step"], rows[metric])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 import numpy as np
 import pandas as pd
+
+from .basic import new_figure
 
 COLORS = {"ccs": "C0", "crc": "C1", "lr": "C2", "zero_shot": "C7", "zero_shot_cal": "C3"}
 LABELS = {"ccs": "CCS", "crc": "CRC (TPC)", "lr": "logistic (supervised)", "zero_shot": "0-shot",
@@ -12,7 +14,7 @@ LABELS = {"ccs": "CCS", "crc": "CRC (TPC)", "lr": "logistic (supervised)", "zero
 
 
 def layer_curve(frame: pd.DataFrame, *, metric: str = "auroc", dataset: str | None = None,
-                reporters=None, title: str = "", ax=None) -> plt.Figure:
+                reporters=None, title: str = "", ax=None) -> Figure:
     """``metric`` vs layer, one line per reporter (mean over templates and datasets, shaded 95%
     bootstrap band = mean of the per-template CI ends); zero-shot rows (layer < 0) as dashed lines.
 
@@ -23,7 +25,7 @@ def layer_curve(frame: pd.DataFrame, *, metric: str = "auroc", dataset: str | No
     rows = frame if dataset is None else frame[frame.dataset == dataset]
     if rows.empty:
         raise ValueError(f"no rows for dataset {dataset!r}; datasets: {sorted(frame.dataset.unique())}")
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.5, 3.6))
+    fig, ax = (ax.figure, ax) if ax is not None else new_figure(figsize=(6.5, 3.6))
     kinds = reporters or [k for k in COLORS if k in set(rows.reporter)]
     lo, hi = f"{metric}_lower", f"{metric}_upper"
     for kind in kinds:
@@ -50,10 +52,10 @@ def layer_curve(frame: pd.DataFrame, *, metric: str = "auroc", dataset: str | No
 
 
 def transfer_heatmap(matrix: pd.DataFrame, *, title: str = "", vmin: float = 0.0,
-                     vmax: float = 1.0) -> plt.Figure:
+                     vmax: float = 1.0) -> Figure:
     """A ``[train dataset × eval dataset]`` score matrix with its numbers written in."""
     grid = matrix.to_numpy(dtype=float)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * grid.shape[1], 1.0 + 0.6 * grid.shape[0]))
+    fig, ax = new_figure(figsize=(1.2 + 0.9 * grid.shape[1], 1.0 + 0.6 * grid.shape[0]))
     image = ax.imshow(grid, cmap="RdYlGn", vmin=vmin, vmax=vmax)
     ax.set_xticks(range(grid.shape[1]), matrix.columns, rotation=30, ha="right")
     ax.set_yticks(range(grid.shape[0]), matrix.index)
@@ -67,14 +69,14 @@ def transfer_heatmap(matrix: pd.DataFrame, *, title: str = "", vmin: float = 0.0
     return fig
 
 
-def table1_bars(table: pd.DataFrame, *, title: str = "") -> plt.Figure:
+def table1_bars(table: pd.DataFrame, *, title: str = "") -> Figure:
     """Mean accuracy per method and model (bars) beside the paper's Mean* (black ticks).
 
     ``table``: :func:`nbtoolkit.ccs.table1` output (columns model, method, mean, paper_mean).
     """
     methods = list(dict.fromkeys(table.method))
     models = list(dict.fromkeys(table.model))
-    fig, ax = plt.subplots(figsize=(7, 3.4))
+    fig, ax = new_figure(figsize=(7, 3.4))
     width = 0.8 / (len(models) + 1)
     x = np.arange(len(methods))
     for k, model in enumerate(models):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import textwrap
 
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 import numpy as np
 import pandas as pd
+
+from .basic import new_figure
 
 
 def _token_order(frame: pd.DataFrame) -> list[str]:
@@ -15,7 +17,7 @@ def _token_order(frame: pd.DataFrame) -> list[str]:
 
 
 def relevancy_grid(frame: pd.DataFrame, *, value: str = "mean_relevancy", words: int = 3,
-                   title: str = "") -> plt.Figure:
+                   title: str = "") -> Figure:
     """Token × layer heatmap of ``value`` from :func:`nbtoolkit.selfie.interpret`, each cell
     labelled with the first ``words`` words of its interpretation."""
     labelled = frame.assign(row=[f"{t!r} ({i})" for t, i in zip(frame.token, frame.token_index)])
@@ -24,7 +26,7 @@ def relevancy_grid(frame: pd.DataFrame, *, value: str = "mean_relevancy", words:
                                  aggfunc="first")
     order = [r for r in _token_order(frame) if r in grid.index]
     grid, texts = grid.loc[order], texts.loc[order]
-    fig, ax = plt.subplots(figsize=(min(3 + 1.25 * grid.shape[1], 20), 1.2 + 0.9 * grid.shape[0]))
+    fig, ax = new_figure(figsize=(min(3 + 1.25 * grid.shape[1], 20), 1.2 + 0.9 * grid.shape[0]))
     image = ax.imshow(grid.to_numpy(float), aspect="auto", cmap="viridis", vmin=0,
                       vmax=max(float(np.nanmax(grid.to_numpy(float))), 1e-9))
     for (r, c), text in np.ndenumerate(texts.to_numpy(object)):
@@ -41,10 +43,10 @@ def relevancy_grid(frame: pd.DataFrame, *, value: str = "mean_relevancy", words:
     return fig
 
 
-def interpretation_bars(row, *, baseline: str | None = None) -> plt.Figure:
+def interpretation_bars(row, *, baseline: str | None = None) -> Figure:
     """Relevancy of each generated token of one interpretation (a row of the frame)."""
     tokens = [t.replace("\n", "\\n") for t in row["interpretation_tokens"]]
-    fig, ax = plt.subplots(figsize=(max(4, 0.55 * len(tokens) + 1.5), 3.2))
+    fig, ax = new_figure(figsize=(max(4, 0.55 * len(tokens) + 1.5), 3.2))
     ax.bar(range(len(tokens)), row["relevancy"], color="tab:purple")
     ax.set_xticks(range(len(tokens)), tokens, rotation=60, ha="right", fontsize=8)
     ax.set_ylim(0, 1)
@@ -57,11 +59,11 @@ def interpretation_bars(row, *, baseline: str | None = None) -> plt.Figure:
     return fig
 
 
-def steering_curve(frame: pd.DataFrame, *, title: str = "") -> plt.Figure:
+def steering_curve(frame: pd.DataFrame, *, title: str = "") -> Figure:
     """Mean next-token probability of each word group against the steering scale
     (a frame from :func:`nbtoolkit.steering.word_probs`)."""
     means = frame.groupby(["scale", "group"]).prob.mean().unstack("group")
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    fig, ax = new_figure(figsize=(5.5, 3.5))
     for group in means.columns:
         ax.plot(means.index, means[group], marker="o", label=group)
     ax.axvline(0, color="grey", lw=0.8, ls=":")

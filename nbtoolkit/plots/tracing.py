@@ -5,8 +5,10 @@ Pure functions: a trace result (anything with ROME's fields) in, a matplotlib Fi
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 import numpy as np
+
+from .basic import new_figure
 
 CMAPS = {"hidden": "Purples", "mlp": "Greens", "attn": "Reds"}
 NAMES = {"hidden": "single restored layer", "mlp": "MLP", "attn": "Attn"}
@@ -23,7 +25,7 @@ def _layer_ticks(ax, n_layers: int) -> None:
     ax.set_xticks([t + 0.5 for t in ticks], ticks)
 
 
-def plot_trace(result, *, title: str | None = None, ax=None) -> plt.Figure:
+def plot_trace(result, *, title: str | None = None, ax=None) -> Figure:
     """ROME's per-prompt heatmap: tokens (subject marked ``*``) × layers, colour = p(answer),
     floor at the corrupted score. ``result``: a :class:`~nbtoolkit.tracing.TraceResult`."""
     scores = np.ma.masked_invalid(np.asarray(result.scores, dtype=float))
@@ -32,7 +34,7 @@ def plot_trace(result, *, title: str | None = None, ax=None) -> plt.Figure:
     for i in range(start, end):
         labels[i] = labels[i] + "*"
     if ax is None:
-        fig, ax = plt.subplots(figsize=(min(3 + 0.18 * scores.shape[1], 10),
+        fig, ax = new_figure(figsize=(min(3 + 0.18 * scores.shape[1], 10),
                                         0.8 + 0.28 * scores.shape[0]))
     else:
         fig = ax.figure
@@ -48,9 +50,9 @@ def plot_trace(result, *, title: str | None = None, ax=None) -> plt.Figure:
     return fig
 
 
-def plot_traces(results: dict, *, title: str = "") -> plt.Figure:
+def plot_traces(results: dict, *, title: str = "") -> Figure:
     """The three kinds of one prompt side by side (``{kind: TraceResult}``)."""
-    fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results),
+    fig, axes = new_figure(1, len(results), figsize=(5.2 * len(results),
                                                       1.2 + 0.3 * len(next(iter(results.values())).tokens)))
     axes = np.atleast_1d(axes)
     for ax, result in zip(axes, results.values()):
@@ -62,14 +64,14 @@ def plot_traces(results: dict, *, title: str = "") -> plt.Figure:
     return fig
 
 
-def plot_average(average, *, vmax: float | None = None, ax=None, title: str | None = None) -> plt.Figure:
+def plot_average(average, *, vmax: float | None = None, ax=None, title: str | None = None) -> Figure:
     """ROME's average heatmap: AIE = max(0, mean score − mean corrupted score) per bucket × layer.
     Pass the hidden plot's maximum as ``vmax`` for the MLP / attention plots, as ROME does."""
     from ..tracing import BUCKETS  # only the labels
 
     grid = np.ma.masked_invalid(np.clip(average.aie, 0, None))
     if ax is None:
-        fig, ax = plt.subplots(figsize=(min(3 + 0.18 * grid.shape[1], 10), 2.6))
+        fig, ax = new_figure(figsize=(min(3 + 0.18 * grid.shape[1], 10), 2.6))
     else:
         fig = ax.figure
     image = ax.pcolor(grid, cmap=CMAPS[average.kind], vmin=0, vmax=vmax)
@@ -86,14 +88,14 @@ def plot_average(average, *, vmax: float | None = None, ax=None, title: str | No
     return fig
 
 
-def plot_average_lines(averages, *, buckets=("last subject token", "last token")) -> plt.Figure:
+def plot_average_lines(averages, *, buckets=("last subject token", "last token")) -> Figure:
     """AIE per layer with 95% intervals (1.96·std/√n), one panel per kind, a line per bucket.
     ``averages``: one AverageEffect or ``{kind: AverageEffect}``."""
     from ..tracing import BUCKETS
 
     if not isinstance(averages, dict):
         averages = {averages.kind: averages}
-    fig, axes = plt.subplots(1, len(averages), figsize=(4.2 * len(averages), 3), squeeze=False)
+    fig, axes = new_figure(1, len(averages), figsize=(4.2 * len(averages), 3), squeeze=False)
     colours = {"hidden": "tab:purple", "mlp": "tab:green", "attn": "tab:red"}
     styles = ["-", "--", ":", "-."]
     for ax, (kind, average) in zip(axes[0], averages.items()):
