@@ -322,10 +322,6 @@ def main(argv: list[str] | None = None) -> int:
 def plot_run(run: str | None = None, out: str | None = None) -> list[Path]:
     """Write AUROC-vs-layer figures for a run (or every run of a sweep) and a sweep's transfer
     heatmap (best mean layer per reporter); returns the files written."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from .plots.probes import layer_curve, transfer_heatmap
 
     if run is None:
@@ -343,7 +339,6 @@ def plot_run(run: str | None = None, out: str | None = None) -> list[Path]:
         fig = layer_curve(frame, metric="auroc", title=rd.name)
         written.append(rd / "auroc_vs_layer.png")
         fig.savefig(written[-1], dpi=120, bbox_inches="tight")
-        plt.close(fig)
     if (folder / "transfer.csv").exists():
         t = pd.read_csv(folder / "transfer.csv")
         for (model, reporter), part in t.groupby(["model", "reporter"]):
@@ -352,7 +347,6 @@ def plot_run(run: str | None = None, out: str | None = None) -> list[Path]:
             fig = transfer_heatmap(m, title=f"{model} {reporter} layer {layer}: AUROC")
             written.append(folder / f"transfer_{_slug(model)}_{reporter}.png")
             fig.savefig(written[-1], dpi=120, bbox_inches="tight")
-            plt.close(fig)
     return written
 
 

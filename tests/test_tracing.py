@@ -230,7 +230,6 @@ def test_result_frame_and_figures(tiny_llama):
     avg = average_results([result, result])
     assert isinstance(avg.plot(), matplotlib.figure.Figure)
     assert isinstance(avg.plot_lines(), matplotlib.figure.Figure)
-    matplotlib.pyplot.close("all")
 
 
 # ---------------------------------------------------------------- bad input
