@@ -31,7 +31,7 @@ tutorials: setup
 
 test: setup
 	$(TEST_ENV) $(BIN)/python -m pytest -q tests
-	$(NOTEBOOK_ENV) $(BIN)/python -m pytest -q --nbmake --nbmake-timeout=900 notebooks
+	$(NOTEBOOK_ENV) $(BIN)/python -m pytest -q --nbmake --nbmake-timeout=900 --durations=0 notebooks
 
 lab: setup
 	$(BIN)/jupyter lab notebooks
