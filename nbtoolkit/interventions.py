@@ -58,10 +58,12 @@ def select_positions(at, batch: int, seq: int, offset: int, site: str) -> Index 
     """Resolve ``at`` against an activation of ``[batch, seq, ...]``; None if nothing is selected."""
     if at is None:
         at = slice(None)
+    if torch.is_tensor(at) and at.dtype in (torch.int64, torch.int32) and at.dim() <= 2:
+        at = at.tolist()
     if isinstance(at, slice):
-        per_row = [list(range(offset + seq))[at]] * batch
+        shared = list(range(offset + seq))[at]
     elif isinstance(at, int):
-        per_row = [[at]] * batch
+        shared = [at]
     elif isinstance(at, (list, tuple)) and at and all(isinstance(p, (list, tuple)) for p in at):
         if len(at) != batch:
             raise ValueError(f"site {site!r}: `at` has {len(at)} per-row lists but the batch has "
@@ -69,27 +71,43 @@ def select_positions(at, batch: int, seq: int, offset: int, site: str) -> Index 
         if len({len(p) for p in at}) != 1:
             raise ValueError(f"site {site!r}: per-row `at` lists must have the same length, got "
                              f"lengths {[len(p) for p in at]}")
-        per_row = [list(p) for p in at]
+        return _index([_local(list(p), seq, offset, site) for p in at], len(at[0]), offset, batch)
     elif isinstance(at, (list, tuple)) and all(isinstance(p, int) for p in at):
-        per_row = [list(at)] * batch
-    elif torch.is_tensor(at) and at.dtype in (torch.int64, torch.int32) and at.dim() <= 2:
-        return select_positions(at.tolist(), batch, seq, offset, site)
+        shared = list(at)
     else:
         raise TypeError(f"site {site!r}: `at` must be an int, a list of ints, a slice, one list "
                         f"per batch row or None, got {at!r}")
-    rows, cols, slots = [], [], []
-    for row, positions in enumerate(per_row):
-        for slot, p in enumerate(positions):
-            local = seq + p if p < 0 else p - offset
-            if p < 0 and local < 0 or p >= 0 and offset == 0 and local >= seq:
-                raise ValueError(f"site {site!r}: position {p} is out of range for a sequence of "
-                                 f"{seq} tokens (valid: {-seq}..{seq - 1})")
-            if 0 <= local < seq:
-                rows.append(row), cols.append(local), slots.append(slot)
+    # the same positions in every row: resolve once, repeat with tensor ops (no per-row loop)
+    slots, cols = _local(shared, seq, offset, site)
+    if not cols:
+        return None
+    n = len(cols)
+    return Index(torch.arange(batch).repeat_interleave(n), torch.tensor(cols).repeat(batch),
+                 torch.tensor(slots).repeat(batch), len(shared), offset, batch)
+
+
+def _local(positions: list[int], seq: int, offset: int, site: str) -> tuple[list[int], list[int]]:
+    """(slot, local column) of the positions that fall inside this forward."""
+    slots, cols = [], []
+    for slot, p in enumerate(positions):
+        local = seq + p if p < 0 else p - offset
+        if p < 0 and local < 0 or p >= 0 and offset == 0 and local >= seq:
+            raise ValueError(f"site {site!r}: position {p} is out of range for a sequence of "
+                             f"{seq} tokens (valid: {-seq}..{seq - 1})")
+        if 0 <= local < seq:
+            slots.append(slot), cols.append(local)
+    return slots, cols
+
+
+def _index(per_row: list[tuple[list[int], list[int]]], n_positions: int, offset: int,
+           batch: int) -> Index | None:
+    rows = [row for row, (_, cols) in enumerate(per_row) for _ in cols]
     if not rows:
         return None
+    cols = [c for _, row_cols in per_row for c in row_cols]
+    slots = [s for row_slots, _ in per_row for s in row_slots]
     as_long = lambda xs: torch.tensor(xs, dtype=torch.long)
-    return Index(as_long(rows), as_long(cols), as_long(slots), len(per_row[0]), offset, batch)
+    return Index(as_long(rows), as_long(cols), as_long(slots), n_positions, offset, batch)
 
 
 def take_value(value: torch.Tensor, index: Index, like: torch.Tensor, site: str) -> torch.Tensor:
