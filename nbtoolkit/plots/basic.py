@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Sequence
 
 import numpy as np
@@ -9,10 +10,19 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 
+class NotebookFigure(Figure):
+    """A Figure that renders itself as PNG in notebooks, whatever matplotlib backend is active."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", bbox_inches="tight")
+        return buffer.getvalue()
+
+
 def new_figure(nrows: int = 1, ncols: int = 1, *, figsize, **subplots) -> tuple[Figure, object]:
-    """A Figure and its axes, not registered with pyplot: a notebook shows it exactly once
-    whatever the backend, and it is freed when no longer referenced."""
-    fig = Figure(figsize=figsize)
+    """A Figure and its axes, not registered with pyplot: a notebook shows it exactly once,
+    and it is freed when no longer referenced."""
+    fig = NotebookFigure(figsize=figsize)
     return fig, fig.subplots(nrows, ncols, **subplots)
 
 
