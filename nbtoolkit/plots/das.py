@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
+
+from .basic import new_figure
 
 
-def training_history(history: pd.DataFrame, metrics=("loss", "iia", "temperature")) -> plt.Figure:
+def training_history(history: pd.DataFrame, metrics=("loss", "iia", "temperature")) -> Figure:
     """One panel per metric present in ``history`` (a :class:`~nbtoolkit.das.DASResult` history)."""
     metrics = [m for m in metrics if m in history and history[m].notna().any()]
     if not metrics:
         raise ValueError(f"history has none of the metrics; columns: {list(history.columns)}")
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics), 2.8), squeeze=False)
+    fig, axes = new_figure(1, len(metrics), figsize=(3.6 * len(metrics), 2.8), squeeze=False)
     for ax, m in zip(axes[0], metrics):
         data = history[["step", m]].dropna()
         ax.plot(data["step"], data[m], marker="o" if len(data) < 30 else None)
@@ -25,11 +27,11 @@ def training_history(history: pd.DataFrame, metrics=("loss", "iia", "temperature
 
 
 def iia_bars(table: pd.DataFrame, *, x: str = "variable", hue: str = "method", y: str = "iia",
-             paper: dict | None = None, chance: float | None = 0.5) -> plt.Figure:
+             paper: dict | None = None, chance: float | None = 0.5) -> Figure:
     """Grouped bars of IIA (``table`` columns ``x``, ``hue``, ``y``); ``paper`` maps an ``x``
     value to the paper's number, drawn as a black tick."""
     pivot = table.pivot_table(index=x, columns=hue, values=y, sort=False)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(pivot), 3.2))
+    fig, ax = new_figure(figsize=(1.6 + 1.4 * len(pivot), 3.2))
     width = 0.8 / max(1, pivot.shape[1])
     positions = np.arange(len(pivot))
     for j, column in enumerate(pivot.columns):
@@ -52,10 +54,10 @@ def iia_bars(table: pd.DataFrame, *, x: str = "variable", hue: str = "method", y
 
 def iia_heatmap(grid: pd.DataFrame, *, value: str = "iia", row: str = "layer", col: str = "position",
                 col_labels: dict | None = None, title: str | None = None,
-                vmin: float = 0.5, vmax: float = 1.0) -> plt.Figure:
+                vmin: float = 0.5, vmax: float = 1.0) -> Figure:
     """A (layer × position) heatmap of IIA with the numbers written in the cells."""
     pivot = grid.pivot_table(index=row, columns=col, values=value).sort_index(ascending=False)
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * pivot.shape[1], 0.9 + 0.6 * pivot.shape[0]))
+    fig, ax = new_figure(figsize=(1.2 + 0.9 * pivot.shape[1], 0.9 + 0.6 * pivot.shape[0]))
     image = ax.imshow(pivot.values, cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")
     for (i, j), v in np.ndenumerate(pivot.values):
         if np.isfinite(v):
