@@ -1,7 +1,8 @@
 """Causal tracing: the full hidden + MLP + attention grid of one 10-token prompt on the default
 model, ROME's way (one forward of 1 clean + 10 corrupted rows per cell, the reference in
-tests/test_tracing.py) against nbtoolkit.tracing (batched restorations, clean run cached,
-last-position logits, corrupted prefix from the KV cache), side by side in one run.
+tests/test_tracing.py) against nbtoolkit.tracing (batched restorations, clean and corrupted
+runs cached, corrupted prefix from the KV cache, blocks below each restoration skipped,
+last-position logits), side by side in one run.
 
     python benchmarks/bench_tracing.py      # or `make bench`
 """
@@ -73,8 +74,9 @@ def run() -> list[dict]:
                         ours_s=ours_total, reference_s=ref_total, ratio=ref_total / ours_total,
                         goal=4.0,
                         note=f"reference = ROME (1 forward of 1 clean + {SAMPLES} corrupted rows "
-                             f"per cell); ours = batched restorations, clean run once, last-position"
-                             f" logits, corrupted prefix from the KV cache; max |Δp| {worst:.1e}; "
+                             f"per cell); ours = batched restorations, clean and corrupted runs once, "
+                             f"corrupted prefix from the KV cache, blocks below each restoration "
+                             f"skipped, last-position logits; max |Δp| {worst:.1e}; "
                              f"CPU-time ratio {ref_cpu_total / ours_cpu_total:.2f}; {REPEATS} "
                              f"repeat(s) each (the reference takes minutes)"))
     return rows

@@ -30,11 +30,12 @@ from dataclasses import dataclass
 import torch
 
 # family -> {"layers": path of the block list, "final_norm",
-#            "attn"/"mlp": path inside a block, "heads": output projection inside a block}.
+#            "attn"/"mlp": path inside a block, "heads": output projection inside a block,
+#            "positions": absolute position embedding added to the token embeddings, if any}.
 # `embed` and `logits` are the model's input and output embeddings in every family.
 FAMILIES: dict[str, dict[str, str]] = {
     "gpt2": dict(layers="transformer.h", final_norm="transformer.ln_f",
-                 attn="attn", mlp="mlp", heads="attn.c_proj"),
+                 attn="attn", mlp="mlp", heads="attn.c_proj", positions="transformer.wpe"),
     "gpt_neox": dict(layers="gpt_neox.layers", final_norm="gpt_neox.final_layer_norm",
                      attn="attention", mlp="mlp", heads="attention.dense"),
     "llama": dict(layers="model.layers", final_norm="model.norm",

@@ -16,13 +16,17 @@ p(answer) at the last position, averaged over the corrupted rows. On Gemma-3 the
 multiplies by sqrt(d_model) itself, so the noise (and σ) apply to the scaled embeddings.
 
 Fast path (same numbers as one forward per cell, up to float reassociation, checked in tests):
-the clean run happens once and is cached; many restorations share one forward (blocks of
-``samples`` rows); only the last position's logits are computed; positions before the restored
-token are not recomputed: they come from the corrupted run's KV cache (a fresh copy per forward);
-restorations that cannot change the last position (a token before the subject, where clean and
-corrupted runs agree, or only the last layer at a token other than the last) take the corrupted
-score without a forward. A forward holds at most ``max(max_tokens, samples × n_tokens)``
-row-positions (cached prefix included), so memory stays bounded for long prompts.
+the clean and the corrupted run happen once and are kept (every block's output: [samples, T, d]
+per block for the corrupted run); all restorations at one token share one pass (blocks of
+``samples`` rows); positions before the restored token are not recomputed: they come from the
+corrupted run's KV cache; blocks below a restoration's first restored site are not computed for
+its rows either — they would equal the corrupted run — so each restoration joins the batch at
+that block, fed the corrupted run's residual stream (``nbtoolkit.partial.run_blocks``); only the
+last position's logits are computed; restorations that cannot change the last position (a token
+before the subject, where clean and corrupted runs agree, or only the last layer at a token other
+than the last) take the corrupted score without a forward. A pass holds at most
+``max(max_tokens, samples × n_tokens)`` row-positions (cached prefix included), so memory stays
+bounded for long prompts.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .partial import body, run_blocks
 from .patching import capture, patch
 
 KINDS = ("hidden", "mlp", "attn")
@@ -257,7 +262,7 @@ class _Tracer:
         draw = np.random.RandomState(seed).randn(samples, end - start, lm.d_model)
         self.noise = torch.from_numpy(draw * self.level).to(lm.device)  # float64, as ROME
         self._clean(target)
-        self.low_score = self._corrupted_score()
+        self._corrupted()
 
     def _clean(self, target) -> None:
         """One clean forward: the answer, ``high_score`` and every restorable activation."""
@@ -281,21 +286,31 @@ class _Tracer:
         self.high_score = float(probs[answer_id])
         self.clean = {site: acts[site][0] for site in sites}  # [T, d] each
 
-    def _noise_fn(self, offset: int, repeats: int):
-        """Adds the noise to the subject tokens of a forward covering positions ``offset...``;
-        row ``r`` uses draw ``r // repeats`` (rows are blocks of ``repeats`` per draw)."""
-        noise = self.noise.repeat_interleave(repeats, dim=0) if repeats > 1 else self.noise
-
+    def _noise_fn(self, offset: int):
+        """Adds the noise to the subject tokens of a forward covering positions ``offset...``
+        (row ``r`` gets draw ``r``)."""
         def add(act, ctx):
             lo, hi = max(self.start, offset), min(self.end, offset + act.shape[1])
             if lo >= hi:
                 return act
             out = act.clone()
-            part = noise[:, lo - self.start:hi - self.start]
+            part = self.noise[:, lo - self.start:hi - self.start]
             # ROME adds a float64 draw in place: the sum happens in float64.
             out[:, lo - offset:hi - offset] = (act[:, lo - offset:hi - offset].double() + part).to(act.dtype)
             return out
         return add
+
+    def _corrupted(self) -> None:
+        """One corrupted forward: ``low_score`` and the residual stream entering every block
+        (``entering[l]``: [samples, T, d]; ``entering[0]`` is the noised embedding,
+        ``entering[L]`` the last block's output)."""
+        ids = self.ids.expand(self.samples, self.T)
+        sites = ["embed"] + [f"layer.{l}" for l in range(self.L)]
+        with torch.no_grad(), patch(self.lm, {"embed": self._noise_fn(0)}), \
+                capture(self.lm, sites) as acts:
+            logits = self.model(input_ids=ids, use_cache=False, logits_to_keep=1).logits
+        self.low_score = float(logits[:, -1].float().softmax(-1)[:, self.answer_id].mean())
+        self.entering = [acts[site] for site in sites]
 
     def _prefix(self, t: int):
         """The corrupted run's KV cache over positions ``0..t-1`` (``samples`` rows). Built per
@@ -303,37 +318,56 @@ class _Tracer:
         if t == 0:
             return None
         ids = self.ids[:, :t].expand(self.samples, t)
-        with torch.no_grad(), patch(self.lm, {"embed": self._noise_fn(0, 1)}):
+        with torch.no_grad(), patch(self.lm, {"embed": self._noise_fn(0)}):
             return self.model(input_ids=ids, use_cache=True, logits_to_keep=1).past_key_values
 
-    def _corrupted_score(self) -> float:
-        ids = self.ids.expand(self.samples, self.T)
-        with torch.no_grad(), patch(self.lm, {"embed": self._noise_fn(0, 1)}):
-            logits = self.model(input_ids=ids, use_cache=False, logits_to_keep=1).logits
-        return float(logits[:, -1].float().softmax(-1)[:, self.answer_id].mean())
+    def _run(self, t: int, prefix, group: list[tuple[int, list[str]]]) -> list[float]:
+        """Scores of restorations ``group`` = [(first block, sites)], sorted by first block, at
+        token ``t``, over positions ``t..T-1`` (``prefix``: the corrupted KV cache of positions
+        < t). Restoration ``k`` owns rows ``k·S ... k·S+S-1`` (S = samples) and joins the batch at
+        its first block: below it its rows would equal the corrupted run, so they are not computed.
+        """
+        S, L = self.samples, self.L
+        starts = sorted({first for first, _ in group})
+        active: list[list[str]] = []  # the restorations that have joined, in batch order
+        stream = None  # [len(active)·S, T - t, d], block-major
+        for i, start in enumerate(starts):
+            end = starts[i + 1] if i + 1 < len(starts) else L
+            joining = [sites for first, sites in group if first == start]
+            active += joining
+            rows = self.entering[start][:, t:].repeat(len(joining), 1, 1)
+            entering = f"layer.{start - 1}"  # restored by editing the rows that join here
+            restored = [k for k, sites in enumerate(joining) if entering in sites]
+            if restored:
+                rows = _restore_fn(self.clean[entering][t], restored, S)(rows, None)
+            stream = rows if stream is None else torch.cat([stream, rows])
+            inside: dict[str, list[int]] = {}  # site in blocks start..end-1 -> batch blocks
+            for k, sites in enumerate(active):
+                for site in sites:
+                    if start <= int(site.split(".")[1]) < end:
+                        inside.setdefault(site, []).append(k)
+            interventions = {site: _restore_fn(self.clean[site][t], blocks, S)
+                             for site, blocks in inside.items()}
+            cache = _tiled(prefix, len(active), S, range(start, end))
+            last = i == len(starts) - 1
+            outputs = [] if last else [f"layer.{end - 1}"]
+            with torch.no_grad(), patch(self.lm, interventions), capture(self.lm, outputs) as acts, \
+                    run_blocks(self.lm, start, end):
+                if last:
+                    logits = self.model(inputs_embeds=stream, past_key_values=cache,
+                                        use_cache=cache is not None, logits_to_keep=1).logits
+                else:
+                    body(self.lm)(inputs_embeds=stream, past_key_values=cache,
+                                  use_cache=cache is not None)
+                    stream = acts[outputs[0]]
+        probs = logits[:, -1].float().softmax(-1)[:, self.answer_id]  # row = k·S + draw
+        return probs.view(len(group), S).mean(1).tolist()
 
-    def _run(self, t: int, prefix, restores: list[list[str]]) -> list[float]:
-        """Scores for restorations at token ``t`` in one forward over positions ``t..T-1``
-        (``prefix``: the corrupted KV cache of positions < t): block ``k`` (``samples`` rows)
-        restores the sites ``restores[k]``."""
-        K, S = len(restores), self.samples
-        ids = self.ids[:, t:].expand(S * K, self.T - t)
-        cache = None
-        if prefix is not None:
-            cache = copy.deepcopy(prefix)  # the forward appends to it: never the original
-            cache.batch_repeat_interleave(K)
-        plan: dict[str, list[int]] = {}
-        for k, sites in enumerate(restores):
-            for site in sites:
-                plan.setdefault(site, []).append(k)
-        interventions = {"embed": self._noise_fn(t, K)}
-        for site, blocks in plan.items():
-            interventions[site] = _restore_fn(self.clean[site][t], blocks, K, S, t)
-        with torch.no_grad(), patch(self.lm, interventions):
-            out = self.model(input_ids=ids, past_key_values=cache, use_cache=cache is not None,
-                             logits_to_keep=1)
-        probs = out.logits[:, -1].float().softmax(-1)[:, self.answer_id]  # row = draw*K + block
-        return probs.view(S, K).mean(0).tolist()
+    @staticmethod
+    def first_block(sites: list[str]) -> int:
+        """The first block a restoration of ``sites`` changes: below it the rows are the
+        corrupted run's. ``layer.{j}`` enters block j+1; ``.mlp``/``.attn`` are in block j."""
+        return min(int(site.split(".")[1]) + (site.count(".") == 1) for site in sites)
 
     def trace(self, kind: str, window: int, positions) -> TraceResult:
         if kind not in KINDS:
@@ -343,6 +377,8 @@ class _Tracer:
         rows = self._positions(positions)
         scores = np.full((self.T, self.L), np.nan)
         suffix = "" if kind == "hidden" else f".{kind}"
+        # rows × positions, counting the cached prefix too: bounds activations and KV copies
+        per_forward = max(1, self.max_tokens // (self.samples * self.T))
         for t in rows:
             todo = []
             for layer in range(self.L):
@@ -353,13 +389,14 @@ class _Tracer:
                 if t < self.start or not layers:
                     scores[t, layer] = self.low_score
                 else:
-                    todo.append((layer, [f"layer.{j}{suffix}" for j in layers]))
-            # rows × positions, counting the cached prefix too: bounds activations and KV copies
-            per_forward = max(1, self.max_tokens // (self.samples * self.T))
+                    sites = [f"layer.{j}{suffix}" for j in layers]
+                    todo.append((self.first_block(sites), layer, sites))
+            todo.sort()
             prefix = self._prefix(t) if todo else None
             for i in range(0, len(todo), per_forward):
                 chunk = todo[i:i + per_forward]
-                for (layer, _), score in zip(chunk, self._run(t, prefix, [s for _, s in chunk])):
+                group = [(first, sites) for first, _, sites in chunk]
+                for (_, layer, _), score in zip(chunk, self._run(t, prefix, group)):
                     scores[t, layer] = score
         return TraceResult(scores=scores, low_score=self.low_score, high_score=self.high_score,
                            tokens=self.tokens, subject_range=(self.start, self.end), kind=kind,
@@ -384,16 +421,32 @@ class _Tracer:
         return out
 
 
-def _restore_fn(value: torch.Tensor, blocks: list[int], K: int, S: int, t: int):
-    """Copies ``value`` [d] into position ``t`` of every row of the given blocks
-    (row = draw * K + block) in a forward starting at position ``t``."""
-    rows = torch.tensor([s * K + k for s in range(S) for k in blocks], device=value.device)
+def _restore_fn(value: torch.Tensor, blocks: list[int], S: int):
+    """Copies ``value`` [d] into the first position of the rows of the given batch blocks
+    (block ``k`` = rows ``k·S ... k·S+S-1``) of a forward starting at the restored token."""
+    rows = torch.tensor([k * S + s for k in blocks for s in range(S)], device=value.device)
 
     def restore(act, ctx):
         out = act.clone()
         out[rows, 0] = value.to(act.dtype)
         return out
     return restore
+
+
+def _tiled(prefix, copies: int, S: int, blocks: range):
+    """A KV cache whose layers ``blocks`` hold ``copies`` copies of ``prefix``'s S rows,
+    block-major (row ``k·S + s`` = prefix row s), for a forward that runs only ``blocks``; the
+    other layers are ``prefix``'s own, read for the cached length only. ``prefix`` is untouched
+    (None stays None)."""
+    if prefix is None:
+        return None
+    cache = copy.copy(prefix)
+    cache.layers = list(prefix.layers)
+    rows = torch.arange(S).repeat(copies)
+    for block in blocks:  # new layer objects: the forward extends these, not the prefix's
+        cache.layers[block] = copy.copy(prefix.layers[block])
+        cache.layers[block].batch_select_indices(rows)
+    return cache
 
 
 @contextmanager

@@ -93,6 +93,9 @@ def test_fast_equals_reference_on_every_family(family):
         np.testing.assert_allclose(result.scores, scores, atol=TOL, rtol=0)
         # the grid really varies: a misplaced restoration would break the tolerance
         assert np.nanmax(np.abs(scores - low)) > 30 * TOL, (family, kind)
+    # one forward per token (every restoration joins the same batch) gives the same numbers
+    for kind, result in trace_kinds(lm, PROMPT, SUBJECT, samples=3, noise=level, window=2).items():
+        np.testing.assert_allclose(result.scores, results[kind].scores, atol=1e-6, rtol=0)
 
 
 def test_single_kind_and_positions_match_the_shared_tracer(tiny_llama):
@@ -116,8 +119,9 @@ def test_forwards_stay_below_max_tokens(tiny_llama):
     def record(act, ctx):
         shapes.append(tuple(act.shape[:2]))
         return act
-    with patch(tiny_llama, {"embed": record}):
-        causal_trace(tiny_llama, PROMPT, SUBJECT, samples=4, noise=0.3, max_tokens=150)
+    with patch(tiny_llama, {"final_norm": record}):  # every forward reaches the final norm
+        causal_trace(tiny_llama, PROMPT, SUBJECT, kind="mlp", window=4, samples=4, noise=0.3,
+                     max_tokens=150)
     grid_forwards = shapes[2:]  # after the clean and the corrupted run
     # at most 150 // (4 rows × 16 positions) = 2 blocks of 4 rows per forward, cache included
     assert grid_forwards and max(rows for rows, _ in grid_forwards) == 8
