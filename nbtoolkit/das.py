@@ -18,6 +18,7 @@ last position) or any ``torch.nn.Module`` mapping inputs to class logits ``[N, c
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Mapping
@@ -120,11 +121,38 @@ def capture_sources(model, site: str, inputs: torch.Tensor, *, at=None,
 def intervened_logits(model, intervention: _Trainable, site: str, batch: dict,
                       source_acts: torch.Tensor, at=None) -> torch.Tensor:
     """Logits ``[n, classes]`` of the base inputs with the intervention fed ``source_acts``."""
-    device = _device(model_of(model))
-    intervention.with_source(source_acts.to(device), at=at,
-                             block=batch["block"].to(device) if "block" in batch else None)
+    _bind(intervention, batch, source_acts, at, _device(model_of(model)))
     with patch(model, {site: intervention}):
         return predict_logits(model, batch["base"], batch.get("mask"))
+
+
+def _bind(intervention: _Trainable, batch: dict, source_acts: torch.Tensor, at, device) -> None:
+    intervention.with_source(source_acts.to(device), at=at,
+                             block=batch["block"].to(device) if "block" in batch else None)
+
+
+def _step(model, intervention: _Trainable, batch: dict, source_acts: torch.Tensor, optimizer,
+          device, at=None, boundary_penalty: float = 0.0) -> torch.Tensor:
+    """One optimiser step on ``batch`` while ``patch(model, {site: intervention})`` is active;
+    returns the detached cross-entropy (a 0-dim tensor: no device sync)."""
+    _bind(intervention, batch, source_acts, at, device)
+    logits = predict_logits(model, batch["base"], batch.get("mask"))
+    loss = F.cross_entropy(logits.float(), batch["labels"].to(logits.device))
+    total = loss
+    if boundary_penalty:
+        total = loss + boundary_penalty * intervention.boundaries.clamp(1e-3, 1).sum()
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def _batches(n: int, batch_size: int, epochs: int, generator: torch.Generator):
+    """Row indices of every batch: a fresh permutation per epoch."""
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator)
+        for i in range(0, n, batch_size):
+            yield order[i:i + batch_size]
 
 
 class _Frozen:
@@ -193,8 +221,9 @@ def train_das(model, intervention: _Trainable, site: str, data, *, at=None, epoc
     if "source" not in columns:
         raise ValueError("data needs source_inputs or source_input_ids (the interchange sources)")
     n = len(columns["base"])
-    steps_per_epoch = math.ceil(n / batch_size)
-    total = max(1, epochs * steps_per_epoch)
+    if n == 0 or epochs < 1:
+        raise ValueError(f"nothing to train: {n} examples, epochs={epochs}")
+    total = epochs * math.ceil(n / batch_size)
     boundless = isinstance(intervention, BoundlessRotatedSubspace)
     taus = temperature_schedule(*temperature, total) if boundless else None
     groups = [{"params": [p for name, p in intervention.named_parameters() if name != "boundaries"],
@@ -207,58 +236,64 @@ def train_das(model, intervention: _Trainable, site: str, data, *, at=None, epoc
     n_warm = max(1, int(warmup * total))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / n_warm, max(0.0, (total - s) / max(1, total - n_warm))))
-    generator = torch.Generator().manual_seed(seed)
     rows, step = [], 0
     was_training = intervention.training
     device = _device(model_of(model))
     intervention.to(device).train()
     if boundless:
         intervention.set_temperature(taus[0])
+    # the hook stays registered for a segment of steps, removed for each evaluation (iia patches)
+    segment = eval_every if eval_data is not None and eval_every else total
+    todo = _batches(n, batch_size, epochs, torch.Generator().manual_seed(seed))
+    penalty = boundary_penalty if boundless else 0.0
+    show_every = max(1, total // 100)
+
+    def report(row):
+        if monitor is not None:
+            monitor.update(row["step"] + 1, **{k: float(row[k]) for k in monitor.metrics if k in row})
+
     with _Frozen(model):
         sources = capture_sources(model, site, columns["source"], at=at,
                                   mask=columns.get("source_mask"))
         bar = tqdm(total=total, desc=f"DAS {site}", disable=not progress, leave=False)
         try:
-            for _ in range(epochs):
-                order = torch.randperm(n, generator=generator)
-                for i in range(0, n, batch_size):
-                    idx = order[i:i + batch_size]
-                    batch = _rows(columns, idx)
-                    logits = intervened_logits(model, intervention, site, batch, sources[idx], at)
-                    loss = F.cross_entropy(logits.float(), batch["labels"].to(logits.device))
-                    total_loss = loss
-                    if boundless and boundary_penalty:
-                        total_loss = loss + boundary_penalty * intervention.boundaries.clamp(1e-3, 1).sum()
-                    optimizer.zero_grad(set_to_none=True)
-                    total_loss.backward()
-                    optimizer.step()
-                    schedule.step()
-                    row = {"step": step, "loss": loss.item(), "lr": schedule.get_last_lr()[0]}
-                    if boundless:
-                        with torch.no_grad():
-                            intervention.boundaries.clamp_(1e-3, 1.0)
-                        row["temperature"] = float(intervention.temperature)
-                        intervention.set_temperature(taus[min(step + 1, total - 1)])
-                        row["subspace"] = sum(intervention.subspace_sizes())
-                    step += 1
-                    if eval_data is not None and eval_every and step % eval_every == 0 and step < total:
-                        row["iia"] = iia(model, intervention, site, eval_data, at=at)
-                        intervention.train()
-                    rows.append(row)
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{row['loss']:.3f}")
-                    if monitor is not None:
-                        monitor.update(step, **{k: row[k] for k in monitor.metrics if k in row})
+            while step < total:
+                with patch(model, {site: intervention}):
+                    for idx in itertools.islice(todo, segment):
+                        loss = _step(model, intervention, _rows(columns, idx), sources[idx],
+                                     optimizer, device, at, penalty)
+                        schedule.step()
+                        row = {"step": step, "loss": loss, "lr": schedule.get_last_lr()[0]}
+                        if boundless:
+                            with torch.no_grad():
+                                intervention.boundaries.clamp_(1e-3, 1.0)
+                            row["temperature"] = float(intervention.temperature)
+                            intervention.set_temperature(taus[min(step + 1, total - 1)])
+                            row["subspace"] = sum(intervention.subspace_sizes())
+                        rows.append(row)
+                        step += 1
+                        bar.update(1)
+                        if progress and step % show_every == 0:
+                            bar.set_postfix(loss=f"{loss.item():.3f}")
+                        if step % segment and step < total:  # a segment's last row: below
+                            report(row)
+                if segment < total and step < total:
+                    rows[-1]["iia"] = iia(model, intervention, site, eval_data, at=at)
+                    intervention.train()
+                report(rows[-1])
         finally:
             bar.close()
             intervention.train(was_training)
             intervention.source = None
+    losses = torch.stack([row["loss"] for row in rows]).tolist()
+    for row, loss in zip(rows, losses):
+        row["loss"] = loss
     final = None
     if eval_data is not None:
         final = iia(model, intervention, site, eval_data, at=at)
         rows[-1]["iia"] = final
         if monitor is not None and "iia" in monitor.metrics:
-            monitor.update(step, **{k: rows[-1][k] for k in monitor.metrics if k in rows[-1]})
+            report(rows[-1])
     return DASResult(intervention, pd.DataFrame(rows), final,
                      dict(site=site, at=at, epochs=epochs, batch_size=batch_size, n=n))
 

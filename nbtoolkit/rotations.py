@@ -83,6 +83,12 @@ def set_orthogonal(layer: nn.Module, weight: torch.Tensor, generator: torch.Gene
     param.original.copy_(original)
 
 
+def _add_back(base: torch.Tensor, coords: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """``base + coords @ Wᵀ`` in one fused op: base ``[..., d]``, coords ``[..., k]``, W ``[d, k]``."""
+    flat = torch.addmm(base.reshape(-1, base.shape[-1]), coords.reshape(-1, coords.shape[-1]), W.T)
+    return flat.reshape(base.shape)
+
+
 class _Trainable(Intervention, nn.Module):
     """Shared plumbing: source binding, 2-D activations, the fast path for ``at=None``."""
 
@@ -178,6 +184,10 @@ class RotatedSubspace(_Trainable):
         self.k, self.seed = k, seed
         self.rotate = _orthogonal_linear(d, d, seed)
         self.n_blocks = d // k
+        # block_masks[j, i] = 1 if rotated coordinate i belongs to block j
+        blocks = torch.arange(d) // k
+        self.register_buffer("block_masks", (blocks == torch.arange(self.n_blocks)[:, None]).float(),
+                             persistent=False)
 
     @property
     def rotation(self) -> torch.Tensor:
@@ -187,19 +197,21 @@ class RotatedSubspace(_Trainable):
     def interchange(self, base, source, block=0):
         R = self.rotation
         b = base.to(R.dtype)  # bf16 inputs: compute in R's dtype
+        diff = source.to(R.dtype) - b
         # Rᵀ-back of (source coords in the block, base coords elsewhere) = b + Rᵀ-back of the
-        # masked rotated difference: one rotation of (s − b) instead of two
-        diff = (source.to(R.dtype) - b) @ R
-        mask = self._mask(block, diff.shape[0], diff.device)
-        return (b + (diff * mask) @ R.T).to(base.dtype)
+        # masked rotated difference (s − b)
+        if isinstance(block, int):  # one block for every row: only its k columns of R matter
+            self._check_blocks(block, block)
+            W = R[:, block * self.k:(block + 1) * self.k]
+            return _add_back(b, diff @ W, W).to(base.dtype)
+        block = block.to(diff.device).reshape(-1)
+        self._check_blocks(*torch.aminmax(block))
+        mask = self.block_masks.to(R.dtype).index_select(0, block)  # [n, d]
+        return _add_back(b, (diff @ R) * mask, R).to(base.dtype)
 
-    def _mask(self, block, n: int, device) -> torch.Tensor:
-        """``[n or 1, d]`` bool: which rotated coordinates come from the source."""
-        coords = torch.arange(self.d, device=device)
-        start = torch.as_tensor(block, device=device).reshape(-1, 1) * self.k
-        if int(start.max()) + self.k > self.d or int(start.min()) < 0:
+    def _check_blocks(self, low, high) -> None:
+        if int(low) < 0 or int(high) >= self.n_blocks:
             raise ValueError(f"block ids must be in 0..{self.n_blocks - 1} for d={self.d}, k={self.k}")
-        return (coords >= start) & (coords < start + self.k)
 
     def config(self):
         return dict(d=self.d, k=self.k, seed=self.seed)
@@ -234,8 +246,8 @@ class LowRankRotatedSubspace(_Trainable):
 
     def interchange(self, base, source, block=0):
         W = self.basis
-        b, s = base.to(W.dtype), source.to(W.dtype)
-        return (b + (s @ W - b @ W) @ W.T).to(base.dtype)
+        b = base.to(W.dtype)
+        return _add_back(b, (source.to(W.dtype) - b) @ W, W).to(base.dtype)
 
     def config(self):
         return dict(d=self.d, k=self.k, seed=self.seed)
@@ -305,7 +317,7 @@ class BoundlessRotatedSubspace(_Trainable):
         m = masks[torch.as_tensor(block, device=masks.device)]
         m = m if m.dim() == 2 else m[None]
         # Rᵀ((1 − m)⊙Rb + m⊙Rs) = b + Rᵀ(m⊙R(s − b))
-        return (b + (m * ((source.to(R.dtype) - b) @ R)) @ R.T).to(base.dtype)
+        return _add_back(b, m * ((source.to(R.dtype) - b) @ R), R).to(base.dtype)
 
     def config(self):
         return dict(d=self.d, n_variables=self.n_variables, init=self.init, seed=self.seed)

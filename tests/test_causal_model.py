@@ -120,3 +120,28 @@ def test_midpoint_and_bracket_models_agree_with_the_boundaries_factually():
     assert (pt.causal_model("bracket").output_of(prices) == truth).all()
     with pytest.raises(ValueError, match="unknown hypothesis"):
         pt.causal_model("top")
+
+
+def test_staged_sums_network_reads_c_after_the_ab_site():
+    import torch
+
+    from nbtoolkit import capture
+    from nbtoolkit.das import iia
+    from nbtoolkit.rotations import RotatedSubspace
+
+    net = sums.staged_mlp(hidden=8, seed=0)
+    data = sums.counterfactual_dataset(64, "S", seed=0)
+    base, source = data["inputs"], data["source_inputs"]
+    # the site ab sees a and b only: changing c leaves it unchanged
+    other_c = torch.cat([base[:, :20], base[:, 20:].roll(1, dims=1)], dim=1)
+    with torch.no_grad(), capture(net, "ab") as acts:
+        net(base)
+        ab = acts["ab"]
+        net(other_c)
+    assert ab.shape == (64, 8)
+    torch.testing.assert_close(acts["ab"], ab)
+    # swapping the whole ab state is running the network on (a, b from the source, c from the base)
+    mixed = torch.cat([source[:, :20], base[:, 20:]], dim=1)
+    with torch.no_grad():
+        predicted = net(mixed).argmax(-1)
+    assert iia(net, RotatedSubspace(8, 8), "ab", {**data, "labels": predicted}) == 1.0

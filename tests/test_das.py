@@ -106,6 +106,28 @@ def test_model_is_left_as_found_and_no_hooks_remain():
     assert hook_count(net) == 0
 
 
+def test_evaluation_every_few_steps_and_monitor_updates():
+    class Monitor:
+        metrics = ["loss", "iia"]
+
+        def __init__(self):
+            self.calls = []
+
+        def update(self, step, **values):
+            self.calls.append((step, sorted(values)))
+
+    net, monitor = planted(seed=1), Monitor()
+    result = train_das(net, RotatedSubspace(4, 1), "enc", pairs(640, 0), epochs=2, batch_size=64,
+                       eval_data=pairs(64, 1), eval_every=5, monitor=monitor, progress=False)
+    # 2 epochs × 10 batches; scored after steps 5, 10, 15 and at the end
+    assert result.history.dropna(subset=["iia"]).step.tolist() == [4, 9, 14, 19]
+    assert [step for step, _ in monitor.calls] == list(range(1, 21)) + [20]
+    assert monitor.calls[4] == (5, ["iia", "loss"]) and monitor.calls[5] == (6, ["loss"])
+    assert hook_count(net) == 0
+    with pytest.raises(ValueError, match="nothing to train"):
+        train_das(net, RotatedSubspace(4, 1), "enc", pairs(64, 0), epochs=0, progress=False)
+
+
 def test_text_model_training_at_the_last_position(tiny_llama):
     lm = tiny_llama
     enc = lambda texts: torch.tensor([list(t.encode()) for t in texts])

@@ -40,6 +40,23 @@ def test_blocks_pick_disjoint_coordinates_per_example():
         rot.interchange(base, source, torch.tensor([0, 2]))
 
 
+def test_per_example_blocks_and_extra_leading_dims_match_the_matrix_reference():
+    rot = RotatedSubspace(8, 4, seed=3)
+    R = rot.rotation.detach().double()
+    base, source = pair(6)
+    blocks = torch.tensor([0, 1, 1, 0, 1, 0])
+    out = rot.interchange(base, source, blocks).double()
+    for i, j in enumerate(blocks.tolist()):
+        P = torch.zeros(8, dtype=torch.double)
+        P[4 * j:4 * j + 4] = 1  # rotated coordinates of block j come from the source
+        expected = (base[i].double() @ R * (1 - P) + source[i].double() @ R * P) @ R.T
+        torch.testing.assert_close(out[i], expected, atol=1e-5, rtol=0)
+    # activations with extra leading axes (e.g. per-head cells [n, heads, d]) rotate row by row
+    stacked = rot.interchange(torch.stack([base, source], 1), torch.stack([source, base], 1), 1)
+    torch.testing.assert_close(stacked[:, 0], rot.interchange(base, source, 1))
+    torch.testing.assert_close(stacked[:, 1], rot.interchange(source, base, 1))
+
+
 def test_full_rank_interchange_is_the_source():
     base, source = pair()
     for seed in (0, 3):

@@ -2,6 +2,10 @@
 
 Inputs: three digits in 0..n_values−1, one-hot encoded and concatenated ``[N, 3·n_values]``;
 output: the sum as a class in 0..3·(n_values−1).
+
+Two task networks: :func:`mlp` sees a, b and c at once, so nothing forces any layer to hold
+a + b apart from c; :func:`staged_mlp` reads a and b first and c one block later, so its
+site ``ab`` (which sees only a and b) must carry everything the output needs from them: S.
 """
 
 from __future__ import annotations
@@ -58,3 +62,30 @@ def counterfactual_dataset(n: int, variable: str = "S", n_values: int = 10, seed
 def mlp(n_values: int = 10, hidden: int = 16, n_layers: int = 3, seed: int = 0) -> torch.nn.Module:
     """Hidden blocks ``layers.{i}`` of width ``hidden``; head over the 3·(n_values−1)+1 sums."""
     return MLP(3 * n_values, hidden, n_layers, 3 * (n_values - 1) + 1, seed)
+
+
+def staged_mlp(n_values: int = 10, hidden: int = 16, seed: int = 0) -> torch.nn.Module:
+    """a and b enter first, c one block later (site ``ab``: ``[N, hidden]``, a function of a
+    and b only); head over the 3·(n_values−1)+1 sums."""
+    return StagedMLP(n_values, hidden, seed)
+
+
+class StagedMLP(torch.nn.Module):
+    """Input ``[N, 3·n_values]`` (one-hot a, b, c as :func:`encode`). ``ab`` = Linear+ReLU on
+    (a, b) ``[N, hidden]``; ``abc`` = two Linear+ReLU blocks on (ab, c); ``head`` = the sum's
+    logits ``[N, 3·(n_values−1)+1]``."""
+
+    def __init__(self, n_values: int = 10, hidden: int = 16, seed: int = 0):
+        super().__init__()
+        self.n_values = n_values
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.ab = torch.nn.Sequential(torch.nn.Linear(2 * n_values, hidden), torch.nn.ReLU())
+            self.abc = torch.nn.Sequential(
+                torch.nn.Linear(hidden + n_values, hidden), torch.nn.ReLU(),
+                torch.nn.Linear(hidden, hidden), torch.nn.ReLU())
+            self.head = torch.nn.Linear(hidden, 3 * (n_values - 1) + 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ab, c = x[:, :2 * self.n_values], x[:, 2 * self.n_values:]
+        return self.head(self.abc(torch.cat([self.ab(ab), c], dim=-1)))
