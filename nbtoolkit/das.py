@@ -387,19 +387,38 @@ def alignment_grid(model, make: Callable[[], _Trainable], data, eval_data, *, la
 # ------------------------------------------------------------------ the task model itself
 
 
+def lr_factor(step: int, total: int, warmup: int = 0, decay: str = "linear") -> float:
+    """Learning-rate multiplier at ``step`` (0-based) of ``total``: linear warm-up to 1 over
+    ``warmup`` steps, then ``"linear"`` or ``"cosine"`` decay to 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 1 - progress if decay == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def fit(model, data, *, epochs: int = 1, batch_size: int = 64, lr: float = 3e-3,
-        weight_decay: float = 0.0, seed: int = 0, monitor=None, log_every: int = 10,
-        eval_data=None, progress: bool = True) -> pd.DataFrame:
+        weight_decay: float = 0.0, betas: tuple[float, float] = (0.9, 0.999),
+        warmup: float = 0.0, decay: str = "linear", seed: int = 0, monitor=None,
+        log_every: int = 10, eval_data=None, progress: bool = True) -> pd.DataFrame:
     """Train ``model`` on the factual task (cross-entropy of the last-position / output logits
-    against ``labels``) with AdamW and linear decay. Returns the history (step, loss[, accuracy]);
-    ``monitor`` gets ``update(step, loss=..., accuracy=...)`` every ``log_every`` steps."""
+    against ``labels``) with AdamW: linear warm-up over the first ``warmup`` fraction of steps,
+    then ``"linear"`` or ``"cosine"`` decay (:func:`lr_factor`); a fresh permutation of the
+    examples every epoch. Returns the history (step, loss[, accuracy]); ``monitor`` gets
+    ``update(step, loss=..., accuracy=...)`` every ``log_every`` steps. The model's train/eval
+    mode is restored afterwards."""
+    if decay not in ("linear", "cosine"):
+        raise ValueError(f"decay must be 'linear' or 'cosine', got {decay!r}")
     columns = as_columns(data)
     module = model_of(model)
     n = len(columns["base"])
+    if not 0 < batch_size <= n:
+        raise ValueError(f"batch_size must be in 1..{n} (the training examples), got {batch_size}")
     total = max(1, epochs * math.ceil(n / batch_size))
     optimizer = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=lr,
-                                  weight_decay=weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / total)
+                                  betas=betas, weight_decay=weight_decay)
+    n_warm = max(1, int(warmup * total)) if warmup > 0 else 0
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, total, n_warm, decay))
     generator = torch.Generator().manual_seed(seed)
     rows, step = [], 0
     was_training = module.training
@@ -435,5 +454,5 @@ def fit(model, data, *, epochs: int = 1, batch_size: int = 64, lr: float = 3e-3,
 
 
 __all__ = ["DASResult", "accuracy", "alignment_grid", "as_columns", "capture_sources", "fit", "iia",
-           "intervened_logits", "neuron_baseline", "predict_logits", "temperature_schedule",
-           "train_das"]
+           "intervened_logits", "lr_factor", "neuron_baseline", "predict_logits",
+           "temperature_schedule", "train_das"]
