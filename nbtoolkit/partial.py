@@ -2,7 +2,7 @@
 ``end`` on.
 
     with run_blocks(lm, 12):            # blocks 12 ... L-1, final norm, head
-        out = lm.model(inputs_embeds=resid, past_key_values=cache, logits_to_keep=1)
+        out = lm.model(inputs_embeds=resid, cache=cache, logits_to_keep=1)  # past_key_values= before 5.24
     with capture(lm, ["layer.15"]) as acts, run_blocks(lm, 12, 16):
         body(lm)(inputs_embeds=resid, use_cache=False)    # blocks 12 ... 15, no head
     acts["layer.15"]                    # the residual stream leaving block 15

@@ -24,6 +24,7 @@ from typing import Callable, Iterable, Mapping
 import torch
 
 from .interventions import PatchContext
+from .kv_cache import cache_in
 from .sites import Site, resolve_site
 
 
@@ -50,7 +51,7 @@ class _PassTracker:
             raise ValueError("patch(..., prompt_only=True) needs the KV cache; do not pass "
                              "use_cache=False to generate")
         position = kwargs.get("cache_position")
-        past = kwargs.get("past_key_values")
+        past = cache_in(kwargs)
         if position is not None and position.numel():
             self.offset = int(position.reshape(-1)[0])
         elif past is None:

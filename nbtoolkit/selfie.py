@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 
 from .interventions import Overlay
+from .kv_cache import cache_kwarg, cache_of
 from .patching import capture, patch
 
 PLACEHOLDER = "{x}"  # marks a placeholder in a template string
@@ -293,11 +294,11 @@ def _p_without(lm, interp, generated: list[list[int]]) -> list[list[float]]:
         tokens[i, :len(g)] = torch.tensor(g, dtype=torch.long)
     tokens = tokens.to(lm.device)
     if width > 1:
-        cache = first.past_key_values
+        cache = cache_of(first)
         cache.batch_repeat_interleave(rows)
         mask = torch.ones(rows, prompt.shape[1] + width - 1, dtype=torch.long, device=lm.device)
         logits.append(lm.model(input_ids=tokens[:, :-1], attention_mask=mask,
-                               past_key_values=cache).logits)
+                               **cache_kwarg(lm.model, cache)).logits)
     probs = torch.cat(logits, 1).float().softmax(-1).gather(-1, tokens[..., None])[..., 0]
     return [p[:len(g)] for p, g in zip(probs.cpu().tolist(), generated)]
 

@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .kv_cache import cache_kwarg, cache_of
 from .partial import body, run_blocks
 from .patching import capture, patch
 
@@ -319,7 +320,7 @@ class _Tracer:
             return None
         ids = self.ids[:, :t].expand(self.samples, t)
         with torch.no_grad(), patch(self.lm, {"embed": self._noise_fn(0)}):
-            return self.model(input_ids=ids, use_cache=True, logits_to_keep=1).past_key_values
+            return cache_of(self.model(input_ids=ids, use_cache=True, logits_to_keep=1))
 
     def _run(self, t: int, prefix, group: list[tuple[int, list[str]]]) -> list[float]:
         """Scores of restorations ``group`` = [(first block, sites)], sorted by first block, at
@@ -354,10 +355,10 @@ class _Tracer:
             with torch.no_grad(), patch(self.lm, interventions), capture(self.lm, outputs) as acts, \
                     run_blocks(self.lm, start, end):
                 if last:
-                    logits = self.model(inputs_embeds=stream, past_key_values=cache,
+                    logits = self.model(inputs_embeds=stream, **cache_kwarg(self.model, cache),
                                         use_cache=cache is not None, logits_to_keep=1).logits
                 else:
-                    body(self.lm)(inputs_embeds=stream, past_key_values=cache,
+                    body(self.lm)(inputs_embeds=stream, **cache_kwarg(self.model, cache),
                                   use_cache=cache is not None)
                     stream = acts[outputs[0]]
         probs = logits[:, -1].float().softmax(-1)[:, self.answer_id]  # row = k·S + draw

@@ -6,6 +6,7 @@ import torch
 
 from conftest import hook_count
 from nbtoolkit import capture, tiny_model
+from nbtoolkit.kv_cache import cache_kwarg, cache_of
 from nbtoolkit.partial import body, run_blocks
 
 FAMILIES = ["gpt2", "gpt_neox", "llama", "mistral", "qwen2", "gemma3"]
@@ -31,9 +32,9 @@ def test_slices_of_blocks_equal_the_whole_forward(family):
                                    rtol=0)
     # with the KV cache of positions < 9 from a whole forward: positions 9.. from block 1 on
     with torch.no_grad():
-        cache = lm.model(input_ids=ids[:, :9], use_cache=True).past_key_values
+        cache = cache_of(lm.model(input_ids=ids[:, :9], use_cache=True))
         with run_blocks(lm, 1):
-            out = lm.model(inputs_embeds=acts["layer.0"][:, 9:], past_key_values=cache,
+            out = lm.model(inputs_embeds=acts["layer.0"][:, 9:], **cache_kwarg(lm.model, cache),
                            use_cache=True).logits
     torch.testing.assert_close(out, full[:, 9:], atol=1e-5, rtol=0)
 
