@@ -4,6 +4,7 @@ hand-written AdamW step, logging, determinism and argument checks."""
 import copy
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -61,3 +62,12 @@ def test_fit_logs_accuracy_is_deterministic_and_checks_its_arguments(small):
         fit(copy.deepcopy(lm), data, batch_size=64, progress=False)
     with pytest.raises(ValueError, match="decay must be 'linear' or 'cosine'"):
         fit(copy.deepcopy(lm), data, batch_size=8, decay="exp", progress=False)
+
+
+def test_where_z_names_the_side_of_the_bracket_and_agrees_with_the_causal_model():
+    assert pt.where_z([100, 100, 100, 100], [400, 400, 400, 400], [99, 100, 400, 401]).tolist() == \
+        ["below", "inside", "inside", "above"]
+    prices = pt.sample_prices(2000, np.random.default_rng(0))
+    where = pt.where_z(prices["X"], prices["Y"], prices["Z"])
+    assert set(where) == {"below", "inside", "above"}
+    assert ((where == "inside") == pt.causal_model().output_of(prices)).all()

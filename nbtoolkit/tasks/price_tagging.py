@@ -78,6 +78,13 @@ def prompts(prices: dict[str, np.ndarray], template: str = "short") -> list[str]
     return [prompt(x, y, z, template) for x, y, z in zip(prices["X"], prices["Y"], prices["Z"])]
 
 
+def where_z(x, y, z) -> np.ndarray:
+    """Where price ``z`` sits relative to the bracket ``[x, y]`` (cents, arrays or lists):
+    ``"below"`` (Z < X), ``"inside"`` (X ≤ Z ≤ Y) or ``"above"`` (Z > Y), per example."""
+    x, y, z = (np.asarray(v) for v in (x, y, z))
+    return np.where(z < x, "below", np.where(z > y, "above", "inside"))
+
+
 def answer_ids(tokenizer) -> list[int]:
     """Token ids of "No" and "Yes" (class 0 and 1)."""
     ids = [tokenizer(a, add_special_tokens=False)["input_ids"] for a in ANSWERS]
