@@ -69,5 +69,5 @@ def test_where_z_names_the_side_of_the_bracket_and_agrees_with_the_causal_model(
         ["below", "inside", "inside", "above"]
     prices = pt.sample_prices(2000, np.random.default_rng(0))
     where = pt.where_z(prices["X"], prices["Y"], prices["Z"])
-    assert set(where) == {"below", "inside", "above"}
+    assert set(where) == set(pt.SIDES)
     assert ((where == "inside") == pt.causal_model().output_of(prices)).all()

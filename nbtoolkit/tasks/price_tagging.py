@@ -38,6 +38,7 @@ TEMPLATES = {"short": SHORT, "alpaca": ALPACA}
 HYPOTHESES = {"left": ("LB",), "right": ("RB",), "left_right": ("LB", "RB"),
               "midpoint": ("M",), "bracket": ("B",)}
 ANSWERS = ("No", "Yes")
+SIDES = ("below", "inside", "above")  # where Z sits relative to [X, Y]: see where_z
 
 
 def causal_model(hypothesis: str = "left") -> CausalModel:
@@ -82,7 +83,8 @@ def where_z(x, y, z) -> np.ndarray:
     """Where price ``z`` sits relative to the bracket ``[x, y]`` (cents, arrays or lists):
     ``"below"`` (Z < X), ``"inside"`` (X ≤ Z ≤ Y) or ``"above"`` (Z > Y), per example."""
     x, y, z = (np.asarray(v) for v in (x, y, z))
-    return np.where(z < x, "below", np.where(z > y, "above", "inside"))
+    below, inside, above = SIDES
+    return np.where(z < x, below, np.where(z > y, above, inside))
 
 
 def answer_ids(tokenizer) -> list[int]:
