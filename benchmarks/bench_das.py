@@ -4,8 +4,8 @@ The DAS step is :func:`nbtoolkit.das._step`, the body of ``train_das``'s loop, t
 state ``train_das`` runs it in: frozen model, the interchange hook registered, source
 activations captured beforehand (they do not depend on the rotation). It binds the batch's
 sources, runs the base forward through the rotated interchange, takes the cross-entropy,
-backpropagates into the rotation and takes an Adam step. The reference: the same model and
-batch with trainable weights, forward, cross-entropy, backward (no optimiser step). The two are
+backpropagates into the rotation and takes ``train_das``'s Adam step. The reference: the same
+model and batch with trainable weights, forward, cross-entropy, backward (no optimiser step). The two are
 timed alternately, a few consecutive steps each (as in a training loop), and the medians
 of ``repeats`` are compared.
 """
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from nbtoolkit import tiny_model
-from nbtoolkit.das import _device, _Frozen, _step, capture_sources, predict_logits
+from nbtoolkit.das import _device, _Frozen, _step, capture_sources, das_optimizer, predict_logits
 from nbtoolkit.patching import model_of, patch
 from nbtoolkit.rotations import BoundlessRotatedSubspace, RotatedSubspace
 from nbtoolkit.tasks import hierarchical_equality as he
@@ -40,7 +40,7 @@ def _compare(name, model, site, batch, source, intervention, at, repeats, note, 
             p.grad = None
         F.cross_entropy(predict_logits(model, batch["base"]), batch["labels"]).backward()
 
-    optimizer = torch.optim.Adam(intervention.parameters(), lr=1e-3)
+    optimizer = das_optimizer(intervention)
     device = _device(module)
     with _Frozen(model):
         sources = capture_sources(model, site, source, at=at)

@@ -35,9 +35,11 @@ from .rotations import BoundlessRotatedSubspace, NeuronSubspace, _Trainable
 # ------------------------------------------------------------------ data
 
 
-def as_columns(data) -> dict[str, torch.Tensor]:
+def as_columns(data, sequence_labels: bool = False) -> dict[str, torch.Tensor]:
     """Normalise a dict of arrays or a ``datasets.Dataset`` to ``{base, source, labels, block,
-    mask, source_mask}`` tensors (the last three may be absent). ``labels`` becomes ``[N]``."""
+    mask, source_mask}`` tensors (the last three may be absent). ``labels`` becomes ``[N]``
+    (pyvene's ``[N, seq]``, −100 everywhere but the last position, gives its last column); with
+    ``sequence_labels``, labels ``[N, seq]`` that name tokens at other positions stay ``[N, seq]``."""
     if hasattr(data, "column_names") and hasattr(data, "with_format"):
         data = {c: data.with_format("torch")[c] for c in data.column_names}
     if not isinstance(data, Mapping):
@@ -58,8 +60,8 @@ def as_columns(data) -> dict[str, torch.Tensor]:
             raise ValueError(f"data needs {'inputs or input_ids' if key == 'base' else 'labels'}; "
                              f"got columns {sorted(data)}")
     labels = out["labels"]
-    if labels.dim() == 2:  # pyvene layout: -100 everywhere but the last position
-        labels = labels[:, -1]
+    if labels.dim() == 2 and not (sequence_labels and (labels[:, :-1] != -100).any()):
+        labels = labels[:, -1]  # pyvene layout: -100 everywhere but the last position
     out["labels"] = labels.long()
     n = len(out["base"])
     for key, value in out.items():
@@ -79,8 +81,10 @@ def _is_text_model(module: torch.nn.Module) -> bool:
     return hasattr(module, "config") and hasattr(module, "get_input_embeddings")
 
 
-def predict_logits(model, inputs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Class / next-token logits ``[N, classes]``: an LM's last position, or a module's output."""
+def predict_logits(model, inputs: torch.Tensor, mask: torch.Tensor | None = None,
+                   every_position: bool = False) -> torch.Tensor:
+    """Class / next-token logits ``[N, classes]``: an LM's last position, or a module's output;
+    ``[N, seq, classes]`` at every position with ``every_position``."""
     module = model_of(model)
     device = _device(module)
     inputs = inputs.to(device)
@@ -89,9 +93,10 @@ def predict_logits(model, inputs: torch.Tensor, mask: torch.Tensor | None = None
         if mask is not None:
             mask = mask.to(device)
             kwargs = dict(attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0))
-        return module(input_ids=inputs, logits_to_keep=1, **kwargs).logits[:, -1]
+        logits = module(input_ids=inputs, logits_to_keep=0 if every_position else 1, **kwargs).logits
+        return logits if every_position else logits[:, -1]
     out = module(inputs)
-    return out[:, -1] if out.dim() == 3 else out
+    return out[:, -1] if out.dim() == 3 and not every_position else out
 
 
 def _device(module: torch.nn.Module) -> torch.device:
@@ -201,6 +206,20 @@ class DASResult:
         return training_history(self.history)
 
 
+def das_optimizer(intervention: _Trainable, lr: float = 1e-3,
+                  boundary_lr: float = 1e-2) -> torch.optim.Adam:
+    """Adam over the intervention's parameters: the rotation at ``lr``, Boundless DAS's
+    boundaries at ``boundary_lr``. The per-tensor loop (``foreach=False``) is about twice as fast
+    as the default multi-tensor path for the few small tensors an intervention has."""
+    groups = [{"params": [p for name, p in intervention.named_parameters() if name != "boundaries"],
+               "lr": lr}]
+    if isinstance(intervention, BoundlessRotatedSubspace):
+        groups.append({"params": [intervention.boundaries], "lr": boundary_lr})
+    if not any(p.requires_grad for g in groups for p in g["params"]):
+        raise ValueError(f"{intervention!r} has no trainable parameters")
+    return torch.optim.Adam(groups, foreach=False)
+
+
 def train_das(model, intervention: _Trainable, site: str, data, *, at=None, epochs: int = 1,
               batch_size: int = 64, lr: float = 1e-3, boundary_lr: float = 1e-2,
               warmup: float = 0.1, temperature: tuple[float, float] = (50.0, 0.1),
@@ -226,13 +245,7 @@ def train_das(model, intervention: _Trainable, site: str, data, *, at=None, epoc
     total = epochs * math.ceil(n / batch_size)
     boundless = isinstance(intervention, BoundlessRotatedSubspace)
     taus = temperature_schedule(*temperature, total) if boundless else None
-    groups = [{"params": [p for name, p in intervention.named_parameters() if name != "boundaries"],
-               "lr": lr}]
-    if boundless:
-        groups.append({"params": [intervention.boundaries], "lr": boundary_lr})
-    if not any(p.requires_grad for g in groups for p in g["params"]):
-        raise ValueError(f"{intervention!r} has no trainable parameters")
-    optimizer = torch.optim.Adam(groups)
+    optimizer = das_optimizer(intervention, lr, boundary_lr)
     n_warm = max(1, int(warmup * total))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / n_warm, max(0.0, (total - s) / max(1, total - n_warm))))
@@ -401,14 +414,16 @@ def fit(model, data, *, epochs: int = 1, batch_size: int = 64, lr: float = 3e-3,
         warmup: float = 0.0, decay: str = "linear", seed: int = 0, monitor=None,
         log_every: int = 10, eval_data=None, progress: bool = True) -> pd.DataFrame:
     """Train ``model`` on the factual task (cross-entropy of the last-position / output logits
-    against ``labels``) with AdamW: linear warm-up over the first ``warmup`` fraction of steps,
+    against ``labels``; for labels ``[N, seq]`` naming tokens at several positions, the mean
+    cross-entropy over every labelled position, as a causal LM is trained) with AdamW: linear warm-up over the first ``warmup`` fraction of steps,
     then ``"linear"`` or ``"cosine"`` decay (:func:`lr_factor`); a fresh permutation of the
     examples every epoch. Returns the history (step, loss[, accuracy]); ``monitor`` gets
     ``update(step, loss=..., accuracy=...)`` every ``log_every`` steps. The model's train/eval
     mode is restored afterwards."""
     if decay not in ("linear", "cosine"):
         raise ValueError(f"decay must be 'linear' or 'cosine', got {decay!r}")
-    columns = as_columns(data)
+    columns = as_columns(data, sequence_labels=True)
+    every_position = columns["labels"].dim() == 2
     module = model_of(model)
     n = len(columns["base"])
     if not 0 < batch_size <= n:
@@ -429,8 +444,9 @@ def fit(model, data, *, epochs: int = 1, batch_size: int = 64, lr: float = 3e-3,
             order = torch.randperm(n, generator=generator)
             for i in range(0, n, batch_size):
                 batch = _rows(columns, order[i:i + batch_size])
-                logits = predict_logits(model, batch["base"], batch.get("mask"))
-                loss = F.cross_entropy(logits.float(), batch["labels"].to(logits.device))
+                logits = predict_logits(model, batch["base"], batch.get("mask"), every_position)
+                loss = F.cross_entropy(logits.flatten(0, -2).float(),
+                                       batch["labels"].flatten().to(logits.device), ignore_index=-100)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -453,6 +469,6 @@ def fit(model, data, *, epochs: int = 1, batch_size: int = 64, lr: float = 3e-3,
     return pd.DataFrame(rows)
 
 
-__all__ = ["DASResult", "accuracy", "alignment_grid", "as_columns", "capture_sources", "fit", "iia",
-           "intervened_logits", "lr_factor", "neuron_baseline", "predict_logits",
-           "temperature_schedule", "train_das"]
+__all__ = ["DASResult", "accuracy", "alignment_grid", "as_columns", "capture_sources",
+           "das_optimizer", "fit", "iia", "intervened_logits", "lr_factor", "neuron_baseline",
+           "predict_logits", "temperature_schedule", "train_das"]

@@ -1,5 +1,6 @@
 """Training the price tagger with das.fit: the warm-up + cosine schedule, one step against a
-hand-written AdamW step, logging, determinism and argument checks."""
+hand-written AdamW step (on the bare answer and on answer + reason), logging, determinism and
+argument checks; the explained training text."""
 
 import copy
 import math
@@ -71,3 +72,85 @@ def test_where_z_names_the_side_of_the_bracket_and_agrees_with_the_causal_model(
     where = pt.where_z(prices["X"], prices["Y"], prices["Z"])
     assert set(where) == set(pt.SIDES)
     assert ((where == "inside") == pt.causal_model().output_of(prices)).all()
+
+
+def test_explained_dataset_answers_then_gives_the_reason():
+    tok = pt.tokenizer()
+    facts, explained = pt.factual_dataset(tok, 60, seed=4), pt.explained_dataset(tok, 60, seed=4)
+    assert explained["X"] == facts["X"] and explained["Z"] == facts["Z"]
+    sides = pt.where_z(facts["X"], facts["Y"], facts["Z"])
+    assert set(sides) == set(pt.SIDES)
+    for ids, labels, fact, side in zip(explained["input_ids"], explained["labels"],
+                                       facts["input_ids"], sides):
+        assert ids[:32] == fact and len(ids) == len(labels)
+        assert labels[:31] == [-100] * 31
+        assert labels[31] == pt.answer_ids(tok)[side == "inside"]  # the answer, as in facts
+        said = [t for t in labels[31:] if t != -100]
+        assert said[-1] == tok.eos_token_id
+        assert tok.decode(said[:-1]).replace(" ,", ",").replace(" .", ".") == pt.RESPONSES[side]
+        # each labelled token is the next input token (a causal LM's targets), padding unlabelled
+        assert all(labels[i] == ids[i + 1] for i in range(31, 31 + len(said) - 1))
+        assert all(t == tok.pad_token_id for t, l in zip(ids[31 + len(said):], labels[31 + len(said):]))
+    # prompts of different lengths: left-padded with a mask that covers the reply
+    ragged = pt.explained_dataset(_Ragged(), 8, seed=4)
+    masks = ragged["attention_mask"]
+    assert len({len(i) for i in ragged["input_ids"]}) == 1 and masks[0][0] == 1
+    assert all(m[:1] == [0] and m[1:] == [1] * (len(m) - 1) for m in masks[1:])
+    assert all(row[-1] == -100 or row[-1] == tok.eos_token_id for row in ragged["labels"])
+
+
+class _Ragged:
+    """The word-level tokenizer, but the first text of a batch gets one token more."""
+
+    def __init__(self):
+        self.inner = pt.tokenizer()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def __call__(self, text, **kwargs):
+        out = self.inner(text, **kwargs)
+        if isinstance(text, list):
+            out["input_ids"][0] = [self.inner.unk_token_id] + out["input_ids"][0]
+        return out
+
+
+def test_fit_on_explained_text_is_the_mean_cross_entropy_over_labelled_positions(small):
+    lm, _ = small
+    data = pt.explained_dataset(lm.tokenizer, 16, seed=0)
+    ids, labels = torch.tensor(data["input_ids"]), torch.tensor(data["labels"])
+    reference = copy.deepcopy(lm.model)
+    optimizer = torch.optim.AdamW(reference.parameters(), lr=1e-2, weight_decay=0.0)
+    reference.train()
+    logits = reference(input_ids=ids).logits
+    picked = labels != -100
+    assert picked.sum(1).min() >= 3  # the answer, at least one reason token, end-of-sequence
+    expected = F.cross_entropy(logits[picked], labels[picked])
+    expected.backward()
+    optimizer.step()
+
+    trained = copy.deepcopy(lm)
+    history = fit(trained, data, epochs=1, batch_size=16, lr=1e-2, progress=False)
+    assert history.loss[0] == pytest.approx(expected.item(), rel=1e-5)
+    for (name, p), q in zip(trained.model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, msg=name)
+
+
+def test_boundary_cosine_tells_one_outside_feature_from_two_boundaries():
+    prices = pt.sample_prices(600, np.random.default_rng(2))
+    side = pt.where_z(prices["X"], prices["Y"], prices["Z"])
+    g = np.random.default_rng(3)
+    noise = 0.1 * g.standard_normal((600, 8))
+    e = np.eye(8)
+    two_bits = noise + np.outer(side == "below", e[0]) + np.outer(side == "above", e[1])
+    one_feature = noise + np.outer(side != "inside", e[0])
+    line = noise + np.outer((side == "above").astype(float) - (side == "below"), e[0])
+    args = prices["X"], prices["Y"], prices["Z"]
+    assert abs(pt.boundary_cosine(two_bits, *args)) < 0.1
+    assert pt.boundary_cosine(one_feature, *args) > 0.95
+    assert pt.boundary_cosine(line, *args) < -0.95  # "where Z sits" as one number
+    with pytest.raises(ValueError, match="one row per prompt"):
+        pt.boundary_cosine(two_bits[:10], *args)
+    inside = side == "inside"
+    with pytest.raises(ValueError, match="below, inside and above"):
+        pt.boundary_cosine(two_bits[inside], *(v[inside] for v in args))

@@ -21,6 +21,8 @@ tokenize to different lengths. Labels are balanced Yes/No per intervened variabl
 ``tokenizer()`` and ``tiny_model()`` give an offline word-level setup (digits are single tokens,
 every prompt is 32 tokens) in which a 4-layer, d = 64 transformer, trained with
 :func:`nbtoolkit.das.fit` (warm-up, then cosine decay), learns the task in a few CPU minutes.
+Trained on :func:`explained_dataset` (answer and reason: "No, too cheap.") rather than on the
+bare answer, it keeps the two boundaries apart, where the left-boundary alignment can be found.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ HYPOTHESES = {"left": ("LB",), "right": ("RB",), "left_right": ("LB", "RB"),
               "midpoint": ("M",), "bracket": ("B",)}
 ANSWERS = ("No", "Yes")
 SIDES = ("below", "inside", "above")  # where Z sits relative to [X, Y]: see where_z
+RESPONSES = {"below": "No, too cheap.", "inside": "Yes.", "above": "No, too expensive."}
 
 
 def causal_model(hypothesis: str = "left") -> CausalModel:
@@ -85,6 +88,23 @@ def where_z(x, y, z) -> np.ndarray:
     x, y, z = (np.asarray(v) for v in (x, y, z))
     below, inside, above = SIDES
     return np.where(z < x, below, np.where(z > y, above, inside))
+
+
+def boundary_cosine(acts, x, y, z) -> float:
+    """How separately activations ``[n, d]`` (one per prompt with prices x, y, z) keep the two
+    boundaries: the cosine between mean(below) − mean(inside) and mean(above) − mean(inside).
+    Near +1: "below" and "above" move the state the same way (one "outside" feature; no left
+    boundary to interchange on its own). Near 0: they move it in orthogonal directions, which
+    is what swapping a subspace needs to carry LB without RB."""
+    acts = np.asarray(acts, dtype=np.float64)
+    side = where_z(x, y, z)
+    if acts.ndim != 2 or len(acts) != len(side):
+        raise ValueError(f"acts must be [n, d] with one row per prompt ({len(side)}), got {acts.shape}")
+    if not set(SIDES) <= set(side):
+        raise ValueError("boundary_cosine needs prompts below, inside and above their brackets")
+    inside = acts[side == "inside"].mean(0)
+    below, above = (acts[side == s].mean(0) - inside for s in ("below", "above"))
+    return float(below @ above / (np.linalg.norm(below) * np.linalg.norm(above)))
 
 
 def answer_ids(tokenizer) -> list[int]:
@@ -139,6 +159,36 @@ def factual_dataset(tokenizer, n: int, seed: int = 0, template: str = "short"):
     return Dataset.from_dict(columns)
 
 
+def explained_dataset(tokenizer, n: int, seed: int = 0, template: str = "short"):
+    """Training text for a causal LM: the prompts of :func:`factual_dataset` (same seed, same
+    prices), each followed by its answer and the reason (``RESPONSES``: "Yes.", "No, too
+    cheap.", "No, too expensive."). ``input_ids`` ``[n, seq]`` = prompt + response, padded at
+    the end (and at the start, with ``attention_mask``, if prompts differ in length);
+    ``labels[i]`` is the token position i must predict (the answer at the prompt's last
+    position, then the reason, then end-of-sequence), −100 on the prompt and the padding."""
+    from datasets import Dataset
+
+    facts = factual_dataset(tokenizer, n, seed, template)
+    masks = facts["attention_mask"] if "attention_mask" in facts.column_names else None
+    stop = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop
+    replies = {side: tokenizer(text, add_special_tokens=False)["input_ids"] + [stop]
+               for side, text in RESPONSES.items()}
+    longest = max(map(len, replies.values()))
+    ids, labels, extended = [], [], []
+    for i, (prompt_ids, side) in enumerate(zip(facts["input_ids"],
+                                                where_z(facts["X"], facts["Y"], facts["Z"]))):
+        reply, fill = replies[side], longest - len(replies[side])
+        ids.append(prompt_ids + reply[:-1] + [pad] * fill)
+        labels.append([-100] * (len(prompt_ids) - 1) + reply + [-100] * fill)
+        if masks is not None:  # the end padding sits after every labelled token: causal, unseen
+            extended.append(masks[i] + [1] * (longest - 1))
+    columns = {"input_ids": ids, "labels": labels, **{k: facts[k] for k in "XYZ"}}
+    if masks is not None:
+        columns["attention_mask"] = extended
+    return Dataset.from_dict(columns)
+
+
 def counterfactual_dataset(tokenizer, n: int, hypothesis: str = "left", seed: int = 0,
                            template: str = "short"):
     """Interchange examples for ``hypothesis``: ``input_ids`` (base), ``source_input_ids``,
@@ -185,7 +235,8 @@ def tokenizer():
     from transformers import PreTrainedTokenizerFast
 
     words = ["<pad>", "<unk>", "<eos>", *"0123456789", ".", ",", ":", *ANSWERS,
-             *INSTRUCTION.replace(",", " ").replace(".", " ").split(), "Input", "Response"]
+             *INSTRUCTION.replace(",", " ").replace(".", " ").split(), "Input", "Response",
+             "too", "cheap", "expensive"]
     vocab = {w: i for i, w in enumerate(dict.fromkeys(w for w in words if w not in ("{x}", "{y}")))}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Sequence(
