@@ -415,7 +415,8 @@ def fit(model, data, *, epochs: int = 1, batch_size: int = 64, lr: float = 3e-3,
         log_every: int = 10, eval_data=None, progress: bool = True) -> pd.DataFrame:
     """Train ``model`` on the factual task (cross-entropy of the last-position / output logits
     against ``labels``; for labels ``[N, seq]`` naming tokens at several positions, the mean
-    cross-entropy over every labelled position, as a causal LM is trained) with AdamW: linear warm-up over the first ``warmup`` fraction of steps,
+    cross-entropy over every labelled position, as a causal LM is trained) with AdamW: linear
+    warm-up over the first ``warmup`` fraction of steps,
     then ``"linear"`` or ``"cosine"`` decay (:func:`lr_factor`); a fresh permutation of the
     examples every epoch. Returns the history (step, loss[, accuracy]); ``monitor`` gets
     ``update(step, loss=..., accuracy=...)`` every ``log_every`` steps. The model's train/eval

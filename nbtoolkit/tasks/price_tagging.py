@@ -22,7 +22,8 @@ tokenize to different lengths. Labels are balanced Yes/No per intervened variabl
 every prompt is 32 tokens) in which a 4-layer, d = 64 transformer, trained with
 :func:`nbtoolkit.das.fit` (warm-up, then cosine decay), learns the task in a few CPU minutes.
 Trained on :func:`explained_dataset` (answer and reason: "No, too cheap.") rather than on the
-bare answer, it keeps the two boundaries apart, where the left-boundary alignment can be found.
+bare answer, it keeps the two boundaries further apart (:func:`boundary_cosine`), and Boundless
+DAS finds its left boundary (notebook 04).
 """
 
 from __future__ import annotations
