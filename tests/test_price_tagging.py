@@ -90,13 +90,15 @@ def test_explained_dataset_answers_then_gives_the_reason():
         assert tok.decode(said[:-1]).replace(" ,", ",").replace(" .", ".") == pt.RESPONSES[side]
         # each labelled token is the next input token (a causal LM's targets), padding unlabelled
         assert all(labels[i] == ids[i + 1] for i in range(31, 31 + len(said) - 1))
-        assert all(t == tok.pad_token_id for t, l in zip(ids[31 + len(said):], labels[31 + len(said):]))
+        assert all(t == tok.pad_token_id and l == -100
+                   for t, l in zip(ids[31 + len(said):], labels[31 + len(said):]))
     # prompts of different lengths: left-padded with a mask that covers the reply
     ragged = pt.explained_dataset(_Ragged(), 8, seed=4)
     masks = ragged["attention_mask"]
     assert len({len(i) for i in ragged["input_ids"]}) == 1 and masks[0][0] == 1
     assert all(m[:1] == [0] and m[1:] == [1] * (len(m) - 1) for m in masks[1:])
-    assert all(row[-1] == -100 or row[-1] == tok.eos_token_id for row in ragged["labels"])
+    for labels in ragged["labels"]:  # every prompt now ends at position 32: the answer is labelled there
+        assert labels[:32] == [-100] * 32 and labels[32] in pt.answer_ids(tok)
 
 
 class _Ragged:
