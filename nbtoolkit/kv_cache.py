@@ -5,6 +5,7 @@ installed version uses."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 import torch
@@ -12,8 +13,13 @@ import torch
 
 def cache_kwarg(module: torch.nn.Module, cache) -> dict:
     """``{name: cache}`` to pass to ``module``'s forward: ``cache`` if it takes that argument."""
-    name = "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
-    return {name: cache}
+    return {_cache_name(type(module).forward): cache}
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_name(forward) -> str:
+    """The cache argument's name in a model class's forward (read once per class)."""
+    return "cache" if "cache" in inspect.signature(forward).parameters else "past_key_values"
 
 
 def cache_of(output):

@@ -170,23 +170,19 @@ def explained_dataset(tokenizer, n: int, seed: int = 0, template: str = "short")
     from datasets import Dataset
 
     facts = factual_dataset(tokenizer, n, seed, template)
-    masks = facts["attention_mask"] if "attention_mask" in facts.column_names else None
     stop = tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop
     replies = {side: tokenizer(text, add_special_tokens=False)["input_ids"] + [stop]
                for side, text in RESPONSES.items()}
     longest = max(map(len, replies.values()))
-    ids, labels, extended = [], [], []
-    for i, (prompt_ids, side) in enumerate(zip(facts["input_ids"],
-                                                where_z(facts["X"], facts["Y"], facts["Z"]))):
+    ids, labels = [], []
+    for prompt_ids, side in zip(facts["input_ids"], where_z(facts["X"], facts["Y"], facts["Z"])):
         reply, fill = replies[side], longest - len(replies[side])
         ids.append(prompt_ids + reply[:-1] + [pad] * fill)
         labels.append([-100] * (len(prompt_ids) - 1) + reply + [-100] * fill)
-        if masks is not None:  # the end padding sits after every labelled token: causal, unseen
-            extended.append(masks[i] + [1] * (longest - 1))
     columns = {"input_ids": ids, "labels": labels, **{k: facts[k] for k in "XYZ"}}
-    if masks is not None:
-        columns["attention_mask"] = extended
+    if "attention_mask" in facts.column_names:  # the end padding follows every labelled token
+        columns["attention_mask"] = [m + [1] * (longest - 1) for m in facts["attention_mask"]]
     return Dataset.from_dict(columns)
 
 
