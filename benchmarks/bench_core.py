@@ -8,7 +8,7 @@ import time
 import torch
 
 import nbtoolkit as nb
-from nbtoolkit.models import gguf_path
+from nbtoolkit.core.loading import gguf_path
 
 from timing import row, side_by_side
 

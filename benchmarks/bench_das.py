@@ -1,9 +1,9 @@
 """DAS training step vs a plain forward + backward of the same model and batch (goal ≤ 1.3×).
 
-The DAS step is :func:`nbtoolkit.das._step`, the body of ``train_das``'s loop, timed in the
-state ``train_das`` runs it in: frozen model, the interchange hook registered, source
-activations captured beforehand (they do not depend on the rotation). It binds the batch's
-sources, runs the base forward through the rotated interchange, takes the cross-entropy,
+The DAS step is the body of ``train_das``'s loop (:func:`nbtoolkit.das.train.das_step` after
+setting the batch's :class:`~nbtoolkit.das.rotations.Interchange`), timed in the state
+``train_das`` runs it in: frozen model, the interchange hook registered, source activations
+captured beforehand (they do not depend on the rotation). It sets the batch's sources, runs the base forward through the rotated interchange, takes the cross-entropy,
 backpropagates into the rotation and takes ``train_das``'s Adam step. The reference: the same
 model and batch with trainable weights, forward, cross-entropy, backward (no optimiser step). The two are
 timed alternately, a few consecutive steps each (as in a training loop), and the medians
@@ -19,9 +19,12 @@ import torch
 import torch.nn.functional as F
 
 from nbtoolkit import tiny_model
-from nbtoolkit.das import _device, _Frozen, _step, capture_sources, das_optimizer, predict_logits
-from nbtoolkit.patching import model_of, patch
-from nbtoolkit.rotations import BoundlessRotatedSubspace, RotatedSubspace
+from nbtoolkit.core.hooks import model_of, patch
+from nbtoolkit.core.modes import frozen
+from nbtoolkit.das import (BoundlessRotatedSubspace, RotatedSubspace, capture_sources, das_optimizer,
+                           predict_logits)
+from nbtoolkit.das.forward import device_of, interchange_for
+from nbtoolkit.das.train import CurrentInterchange, das_step
 from nbtoolkit.tasks import hierarchical_equality as he
 
 
@@ -41,20 +44,22 @@ def _compare(name, model, site, batch, source, intervention, at, repeats, note, 
         F.cross_entropy(predict_logits(model, batch["base"]), batch["labels"]).backward()
 
     optimizer = das_optimizer(intervention)
-    device = _device(module)
-    with _Frozen(model):
+    device = device_of(module)
+    with frozen(module):
         sources = capture_sources(model, site, source, at=at)
+    current = CurrentInterchange()
 
-    def das_step():
-        _step(model, intervention, batch, sources, optimizer, device, at)
+    def step():
+        current.interchange = interchange_for(intervention, batch, sources, at, device)
+        das_step(model, intervention, batch, optimizer)
 
     ours, ref = [], []
     plain()  # warm-up
-    with _Frozen(model), patch(model, {site: intervention}):
-        das_step()
+    with frozen(module), patch(model, {site: current}):
+        step()
     for _ in range(repeats):  # alternate so load changes hit both
-        with _Frozen(model), patch(model, {site: intervention}):
-            ours.append(_per_step(das_step, steps))
+        with frozen(module), patch(model, {site: current}):
+            ours.append(_per_step(step, steps))
         ref.append(_per_step(plain, steps))
     o, r = statistics.median(ours), statistics.median(ref)
     return dict(benchmark=name, ours_s=o, reference_s=r, ratio=o / r, goal="<= 1.3", note=note)

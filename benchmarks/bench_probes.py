@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 import nbtoolkit as nb
-from nbtoolkit.activations import _answer_lengths, extract
-from nbtoolkit.contrast import load_contrast
+from nbtoolkit.ccs.activations import _answer_lengths, extract
+from nbtoolkit.data.contrast import load_contrast
 from nbtoolkit.probes import CCS
 
 from timing import row

@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .patching import capture
+from .core.hooks import capture
+from .core.lm import position_ids
+from .core.modes import eval_mode
 
 
 @dataclass
@@ -131,17 +133,10 @@ def input_output_attribution(lm, prompt: str, response: str, *, batch_size: int 
     input_ids = torch.tensor([ids], device=lm.device)
     n_prompt = prompt_pos[-1] + 1  # forward positions 0..n_prompt-1 hold BOS + prompt
     scores = torch.zeros(len(prompt_pos), len(response_pos), dtype=torch.float64)
-    modes = {m: m.training for m in model.modules()}
-    model.eval()  # dropout would make the gradient random
-    try:
-        with torch.enable_grad(), capture(lm, "embed", grad=True) as acts:
-            if method == "batched":
-                _batched(model, acts, input_ids, response_pos, prompt_pos, n_prompt, batch_size, scores)
-            else:
-                _copies(model, acts, input_ids, response_pos, prompt_pos, n_prompt, batch_size, scores)
-    finally:
-        for module, mode in modes.items():
-            module.training = mode
+    # dropout would make the gradient random
+    with eval_mode(model), torch.enable_grad(), capture(lm, "embed", grad=True) as acts:
+        run = _batched if method == "batched" else _copies
+        run(model, acts, input_ids, response_pos, prompt_pos, n_prompt, batch_size, scores)
     tok = lm.tokenizer
     return Attribution(
         scores=scores.to(model.dtype if model.dtype.is_floating_point else torch.float32),
@@ -186,8 +181,7 @@ def _copies(model, acts, input_ids, response_pos, prompt_pos, n_prompt, batch_si
         for j, (pos, pad) in enumerate(zip(chunk, pads)):
             batch[j, pad:] = input_ids[0, :pos]
             mask[j, pad:] = 1
-        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-        logits = model(input_ids=batch, attention_mask=mask, position_ids=position_ids,
+        logits = model(input_ids=batch, attention_mask=mask, position_ids=position_ids(mask),
                        logits_to_keep=1).logits[:, -1]  # [c, vocab]
         target = input_ids[0, chunk]
         probs = logits.softmax(-1).gather(-1, target[:, None]).sum()

@@ -7,16 +7,17 @@ Attention: a head's query-key score of two words is ``q . k = sum_r Hq[q, r] * H
 rank-1 bilinear term per head dimension ``r``, with ``Hq = (E * g) W_q^h``, ``Hk = (E * g) W_k^h``,
 ``E`` the words' input embeddings and ``g`` the gain of the attention's input RMSNorm. Rotary
 embeddings are ignored; grouped-query heads use their shared key head. Gemma-3 also normalises
-queries and keys per head (``q_norm``/``k_norm``); we apply those modules to ``Hq``/``Hk``, so
+queries and keys per head (query/key norms); we apply those modules to ``Hq``/``Hk``, so
 they are the exact pre-rotary queries/keys of the (gain-scaled) word vectors.
 
-FFN: the rows of ``down_proj.weight.T`` are the value vectors written to the residual stream,
+FFN: the rows of the MLP output projection's transposed weight are the value vectors written to the residual stream,
 one per intermediate neuron. Their principal directions, matched to the normalised output
 (unembedding) vectors of words, name what a layer writes. Gemma-3 normalises the FFN output
 before the residual; its post-norm gain is folded into the value vectors.
 
-Weights are read through the ``layer.{i}`` site; families with a LLaMA-style block
-(``self_attn.q_proj``/``k_proj``, ``input_layernorm``, ``mlp.down_proj``) are supported.
+Weights are read through the anatomy (:func:`nbtoolkit.core.anatomy.weight`): families whose
+table names separate query/key projections, the attention's input norm and the MLP's output
+projection are supported (:data:`SUPPORTED_FAMILIES`).
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .sites import resolve_site
+from .core.anatomy import config_value, families_with, has_weights, weight
 
-SUPPORTED_FAMILIES = ("llama", "mistral", "qwen2", "gemma3")
+WEIGHTS = ("query", "key", "attn_norm", "mlp_values")  # what the explanations read
+SUPPORTED_FAMILIES = tuple(families_with(WEIGHTS))
 
 # The paper's 38 instruction verbs (Table 3).
 INSTRUCTION_VERBS = (
@@ -57,14 +59,12 @@ LINGUISTIC_LEVELS = ("semantic", "syntax", "morphology", "phonology")
 
 # ------------------------------------------------------------------ shared pieces
 
-def _block(lm, layer: int) -> torch.nn.Module:
-    family = lm.family
-    if family not in SUPPORTED_FAMILIES:
-        raise ValueError(f"family {family!r} is not supported; weight-based explanations need a "
-                         f"LLaMA-style block: {', '.join(SUPPORTED_FAMILIES)}")
+def _check_layer(lm, layer: int) -> None:
+    if not has_weights(lm.model, WEIGHTS):
+        raise ValueError(f"family {lm.family!r} is not supported; weight-based explanations need "
+                         f"separate query/key projections: {', '.join(SUPPORTED_FAMILIES)}")
     if not isinstance(layer, int) or isinstance(layer, bool) or not 0 <= layer < lm.n_layers:
         raise ValueError(f"layer must be an int in 0..{lm.n_layers - 1}, got {layer!r}")
-    return resolve_site(lm.model, f"layer.{layer}").module
 
 
 def _check_words(words: Sequence[str], minimum: int = 1) -> list[str]:
@@ -155,15 +155,14 @@ def head_query_key(lm, layer: int, head: int, vectors: torch.Tensor) -> tuple[to
 
     ``vectors`` ``[n, d_model]`` -> ``(Hq, Hk)``, each ``[n, d_head]`` float64.
     """
-    block = _block(lm, layer)
-    attn = block.self_attn
-    config = lm.model.config
-    n_heads = config.num_attention_heads
-    n_kv = getattr(config, "num_key_value_heads", None) or n_heads
+    _check_layer(lm, layer)
+    wq, wk = weight(lm.model, layer, "query"), weight(lm.model, layer, "key")
+    n_heads = config_value(lm.model, "n_heads")
+    n_kv = config_value(lm.model, "n_kv_heads")
     if not isinstance(head, int) or not 0 <= head < n_heads:
         raise ValueError(f"head must be an int in 0..{n_heads - 1}, got {head!r}")
-    d_head = attn.q_proj.out_features // n_heads
-    x = vectors.double() * _gain(block.input_layernorm, vectors.shape[-1])
+    d_head = wq.out_features // n_heads
+    x = vectors.double() * _gain(weight(lm.model, layer, "attn_norm"), vectors.shape[-1])
     kv = head // (n_heads // n_kv)  # grouped-query attention: the shared key head
 
     def project(linear, index):
@@ -173,11 +172,12 @@ def head_query_key(lm, layer: int, head: int, vectors: torch.Tensor) -> tuple[to
             h = h + linear.bias[rows].detach().double().cpu()
         return h
 
-    hq, hk = project(attn.q_proj, head), project(attn.k_proj, kv)
-    if hasattr(attn, "q_norm"):  # Gemma-3: per-head RMSNorm of queries and keys, before RoPE
-        dtype = attn.q_norm.weight.dtype
-        hq = attn.q_norm(hq.to(dtype).to(lm.device)).double().cpu()
-        hk = attn.k_norm(hk.to(dtype).to(lm.device)).double().cpu()
+    hq, hk = project(wq, head), project(wk, kv)
+    norm_q, norm_k = weight(lm.model, layer, "query_norm"), weight(lm.model, layer, "key_norm")
+    if norm_q is not None:  # e.g. Gemma-3: per-head RMSNorm of queries and keys, before RoPE
+        dtype = norm_q.weight.dtype
+        hq = norm_q(hq.to(dtype).to(lm.device)).double().cpu()
+        hk = norm_k(hk.to(dtype).to(lm.device)).double().cpu()
     return hq, hk
 
 
@@ -268,16 +268,17 @@ def word_counts(pairs: pd.DataFrame, min_dims: int = 2) -> pd.DataFrame:
 
 @torch.no_grad()
 def ffn_components(lm, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """PCA of one layer's FFN value vectors (rows of ``down_proj.weight.T``, centred).
+    """PCA of one layer's FFN value vectors (rows of the output projection's ``weight.T``, centred).
 
     Returns ``(components [d_model, d_model], explained [d_model])``: orthonormal principal
     directions in the residual space (rows, strongest first) and explained-variance ratios
     (``S^2 / (n - 1)``, normalised to sum 1).
     """
-    block = _block(lm, layer)
-    values = block.mlp.down_proj.weight.detach().double().cpu().T  # [d_ffn, d_model]
-    if hasattr(block, "post_feedforward_layernorm"):  # Gemma-3 scales the FFN output per dim
-        values = values * _gain(block.post_feedforward_layernorm, values.shape[1])
+    _check_layer(lm, layer)
+    values = weight(lm.model, layer, "mlp_values").weight.detach().double().cpu().T  # [d_ffn, d_model]
+    out_norm = weight(lm.model, layer, "mlp_values_norm")
+    if out_norm is not None:  # e.g. Gemma-3 scales the FFN output per dim
+        values = values * _gain(out_norm, values.shape[1])
     centred = values - values.mean(dim=0, keepdim=True)
     _, s, vt = torch.linalg.svd(centred, full_matrices=False)
     variance = s ** 2 / (values.shape[0] - 1)

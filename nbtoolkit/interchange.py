@@ -15,11 +15,9 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .interventions import Set
-from .patching import capture, patch
-from .plots.basic import heatmap
-
-SITE_KINDS = {"hidden": "layer.{}", "mlp": "layer.{}.mlp", "attn": "layer.{}.attn"}
+from .core.anatomy import SWEEP_KINDS, site_name
+from .core.hooks import capture, patch
+from .core.interventions import Set
 
 
 @dataclass
@@ -44,11 +42,6 @@ class InterchangeResult:
         position, layer = np.unravel_index(np.argmax(self.scores), self.scores.shape)
         return int(position), int(layer), float(self.scores[position, layer])
 
-    def plot(self, title: str = ""):
-        return heatmap(self.scores, rows=self.tokens, xlabel="layer", cmap="RdBu_r",
-                       center=0.0, title=title or f"interchange at {SITE_KINDS[self.kind]}",
-                       colorbar="metric")
-
 
 def prob_difference(lm, plus: str, minus: str) -> Callable[[torch.Tensor], torch.Tensor]:
     """Metric ``p(plus) − p(minus)`` of the next token, from probabilities ``[batch, vocab]``."""
@@ -63,8 +56,8 @@ def interchange_sweep(lm, base: str, source: str, metric: Callable[[torch.Tensor
 
     ``metric(probs [batch, vocab]) -> [batch]``. Both prompts must have the same token count.
     """
-    if kind not in SITE_KINDS:
-        raise ValueError(f"kind must be one of {list(SITE_KINDS)}, got {kind!r}")
+    if kind not in SWEEP_KINDS:
+        raise ValueError(f"kind must be one of {list(SWEEP_KINDS)}, got {kind!r}")
     base_batch, source_batch = lm.encode(base), lm.encode(source)
     n_tokens = base_batch["input_ids"].shape[1]
     if source_batch["input_ids"].shape[1] != n_tokens:
@@ -72,7 +65,7 @@ def interchange_sweep(lm, base: str, source: str, metric: Callable[[torch.Tensor
                          f"and {source_batch['input_ids'].shape[1]}: {lm.tokens(base)} vs "
                          f"{lm.tokens(source)}")
     layers = list(range(lm.n_layers)) if layers is None else list(layers)
-    sites = [SITE_KINDS[kind].format(i) for i in layers]
+    sites = [site_name(i, kind) for i in layers]
     with capture(lm, sites) as source_acts:
         source_score = metric(_last_probs(lm, source_batch)).item()
     base_score = metric(_last_probs(lm, base_batch)).item()

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .core.files import atomic_write, write_json
+
 
 def results_dir() -> Path:
     """``NBTOOLKIT_RESULTS``, else ``build/results`` in the repo holding the current folder."""
@@ -24,11 +26,8 @@ def save_results(name: str, table: pd.DataFrame, **meta) -> Path:
     """Write ``table`` and ``meta`` (model, sample sizes, ...) to ``<results_dir>/<name>.json``
     (and the table as ``<name>.csv``); returns the JSON path. Written atomically."""
     folder = results_dir()
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
     payload = {"name": name, "meta": meta, "table": json.loads(table.to_json(orient="records"))}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, default=str))
-    os.replace(tmp, path)
-    table.to_csv(folder / f"{name}.csv", index=False)
+    write_json(path, payload)
+    atomic_write(folder / f"{name}.csv", lambda tmp: table.to_csv(tmp, index=False))
     return path

@@ -4,12 +4,12 @@ A hidden state ``v`` (layer ℓ, token t) of an original prompt is written over 
 positions of an *interpretation prompt* at the input of block ``insert_layer`` during the
 prompt pass only; greedy decoding then lets the model say what ``v`` means:
 
-    frame = interpret(lm, "The Eiffel Tower is in Paris", tokens=[1, 2], layers=[2, 8, 16])
+    frame = interpret(lm, "The Eiffel Tower is in Paris", tokens=[1, 2], layers=[1, 7, 15])
 
-Layers follow the Hugging Face ``hidden_states`` convention: layer 0 is the embedding output
-(site ``embed``), layer ℓ ≥ 1 the output of block ℓ − 1 (site ``layer.{ℓ-1}``; the last one is
-taken before the final norm, unlike HF's last entry). Inserting at block k replaces HF's
-``hidden_states[k]`` at the placeholders (site ``layer.{k}.in``).
+Layers follow nbtoolkit's one numbering: layer ℓ is the residual stream leaving block ℓ (site
+``layer.{ℓ}``), layer −1 the embeddings (site ``embed``); the paper's (Hugging Face's)
+``hidden_states[ℓ + 1]`` is our layer ℓ (the last taken before the final norm). Inserting at
+block k writes the residual stream entering block k at the placeholders (site ``layer.{k}.in``).
 
 Overlay modes (the paper's names): ``"normalized"`` h ← s·v + (1 − s)·h (s ∈ [0, 1], 1 = pure
 replacement; despite the name there is no norm rescaling), ``"addition"`` h ← h + s·v.
@@ -23,16 +23,16 @@ teacher-forced forward without it. A small relevancy means the interpretation pr
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 
 import pandas as pd
 import torch
 
-from .interventions import Overlay
-from .kv_cache import cache_kwarg, cache_of
-from .patching import capture, patch
+from .core.anatomy import check_layers, residual_site, site_name
+from .core.hooks import capture, patch
+from .core.interventions import Overlay, check_overlay
+from .core.kv_cache import cache_kwarg, cache_of, repeat_rows
 
 PLACEHOLDER = "{x}"  # marks a placeholder in a template string
 FILL = "_"           # the text written where each placeholder was (one token per placeholder)
@@ -121,8 +121,8 @@ def build_prompt(lm, template: str | None = None) -> InterpretationPrompt:
 
 
 def hidden_states(lm, prompt: str, layers: Sequence[int]) -> dict[int, torch.Tensor]:
-    """Hidden states of one prompt, HF numbering: ``{layer: [seq, d_model]}`` (0 = embeddings)."""
-    sites = {layer: "embed" if layer == 0 else f"layer.{layer - 1}" for layer in layers}
+    """Hidden states of one prompt: ``{layer: [seq, d_model]}`` (−1 = embeddings)."""
+    sites = {layer: residual_site(layer) for layer in layers}
     batch = lm.encode(prompt)
     with torch.no_grad(), capture(lm, sorted(set(sites.values()))) as acts:
         lm.model(**batch)
@@ -136,7 +136,7 @@ def interpret(lm, prompt: str, *, tokens: Sequence[int] | None = None,
     """Interpret the hidden state of each (layer, token) pair of ``prompt`` in words.
 
     ``tokens``: indices into ``lm.tokens(prompt)`` (negative from the end; default all);
-    ``layers``: HF layers 0..n_layers (default all); ``template``: a string with ``{x}``
+    ``layers``: −1 (embeddings) .. n_layers − 1 (default all); ``template``: a string with ``{x}``
     placeholder markers (default :func:`make_template`). Pairs are batched ``batch_size``
     at a time into one ``generate`` call each (the interpretation prompt is the same for every
     row, so no padding moves the placeholders).
@@ -152,11 +152,11 @@ def interpret(lm, prompt: str, *, tokens: Sequence[int] | None = None,
     if prompt_tokens is None:
         raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
     token_index = _check_indices("token", tokens, len(prompt_tokens), allow_negative=True)
-    layer_index = _check_indices("layer", layers, n_layers + 1, allow_negative=False)
+    layer_index = check_layers(lm.model, layers)
     if not isinstance(insert_layer, int) or not 0 <= insert_layer < n_layers:
         raise ValueError(f"insert_layer {insert_layer!r} is out of range: the model has blocks "
                          f"0..{n_layers - 1}")
-    _check_overlay(mode, strength)
+    check_overlay(mode, strength)
     if max_new_tokens < 1 or batch_size < 1:
         raise ValueError(f"max_new_tokens and batch_size must be >= 1, got {max_new_tokens}, "
                          f"{batch_size}")
@@ -205,9 +205,9 @@ def insertion(interp: InterpretationPrompt, vectors: torch.Tensor | None, *, ins
     of block ``insert_layer``: ``vectors`` ``[rows, d_model]`` (None: no insertion, ``{}``)."""
     if vectors is None:
         return {}
-    _check_overlay(mode, strength)
+    check_overlay(mode, strength)
     value = vectors[:, None, :].expand(-1, len(interp.positions), -1)  # [rows, n_placeholders, d]
-    return {f"layer.{insert_layer}.in": Overlay(value, at=interp.positions, strength=strength,
+    return {site_name(insert_layer, "in"): Overlay(value, at=interp.positions, strength=strength,
                                                 mode=mode)}
 
 
@@ -233,16 +233,6 @@ def _check_indices(name: str, given, size: int, allow_negative: bool) -> list[in
                              f"{low}..{size - 1}")
         out.append(value % size)
     return out
-
-
-def _check_overlay(mode: str, strength: float) -> None:
-    if mode not in ("normalized", "addition"):
-        raise ValueError(f"mode must be 'normalized' or 'addition', got {mode!r}")
-    if not isinstance(strength, (int, float)) or not math.isfinite(strength):
-        raise ValueError(f"strength must be a finite number, got {strength!r}")
-    if mode == "normalized" and not 0 <= strength <= 1:
-        raise ValueError(f"strength {strength} is outside [0, 1], which 'normalized' mode needs "
-                         f"(s·v + (1 − s)·h); use mode='addition' for h + s·v")
 
 
 def _eos_ids(lm) -> set[int]:
@@ -295,7 +285,7 @@ def _p_without(lm, interp, generated: list[list[int]]) -> list[list[float]]:
     tokens = tokens.to(lm.device)
     if width > 1:
         cache = cache_of(first)
-        cache.batch_repeat_interleave(rows)
+        repeat_rows(cache, rows)
         mask = torch.ones(rows, prompt.shape[1] + width - 1, dtype=torch.long, device=lm.device)
         logits.append(lm.model(input_ids=tokens[:, :-1], attention_mask=mask,
                                **cache_kwarg(lm.model, cache)).logits)

@@ -18,8 +18,9 @@ from typing import Mapping, Sequence
 import pandas as pd
 import torch
 
-from .interventions import Add
-from .patching import capture, patch
+from .core.hooks import capture, patch
+from .core.interventions import Add
+from .core.lm import masked_mean
 
 
 def mean_activation(lm, prompts: Sequence[str], site: str, *, reduce: str = "mean",
@@ -43,11 +44,8 @@ def mean_activation(lm, prompts: Sequence[str], site: str, *, reduce: str = "mea
         if act.dim() != 3:
             raise ValueError(f"site {site!r} gives activations of shape {tuple(act.shape)}; "
                              f"steering needs a [batch, seq, d] site such as 'layer.5'")
-        if reduce == "last":
-            per_prompt = act[:, -1]  # left padding: the last position is every prompt's last token
-        else:
-            mask = batch["attention_mask"][..., None].to(act.dtype)
-            per_prompt = (act * mask).sum(1) / mask.sum(1)
+        # left padding: the last position is every prompt's last token
+        per_prompt = act[:, -1] if reduce == "last" else masked_mean(act, batch["attention_mask"])
         part = per_prompt.sum(0)
         total = part if total is None else total + part
     return total / len(prompts)

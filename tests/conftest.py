@@ -5,7 +5,7 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 from nbtoolkit import load_model, tiny_model  # noqa: E402
-from nbtoolkit.models import TINY_FAMILIES  # noqa: E402
+from nbtoolkit.core.loading import TINY_FAMILIES  # noqa: E402
 
 
 @pytest.fixture(scope="session", params=TINY_FAMILIES)

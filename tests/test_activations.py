@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import nbtoolkit
-from nbtoolkit import activations
-from nbtoolkit.activations import extract, load_cached
-from nbtoolkit.contrast import load_contrast
+from nbtoolkit.ccs import activations
+from nbtoolkit.ccs.activations import extract, load_cached
+from nbtoolkit.data.contrast import load_contrast
 
 
 @pytest.fixture(scope="module")
@@ -25,15 +25,15 @@ def pairs():
 def test_states_match_hidden_states_of_a_plain_forward(lm, pairs):
     st = extract(lm, pairs, cache=False, progress=False, batch_size=3)
     assert st.hidden_pos.shape == (10, lm.n_layers + 1, lm.d_model)
-    assert st.layers == [0, 1, 2]
+    assert st.layers == [-1, 0, 1]  # the embeddings, then after each block
     for i in (0, 7):
         for half, states in ((0, st.hidden_pos), (1, st.hidden_neg)):
             text = pairs.pairs[i][half]
             with torch.no_grad():
                 out = lm.model(**lm.encode([text]), output_hidden_states=True)
             hs = out.hidden_states
-            for layer in range(lm.n_layers):  # HF hidden_states[l]: 0 = embeddings, l = block l-1
-                np.testing.assert_allclose(states[i, layer], hs[layer][0, -1].numpy(), atol=1e-5)
+            for index in range(lm.n_layers):  # HF hidden_states[i] is our layer i - 1
+                np.testing.assert_allclose(states[i, index], hs[index][0, -1].numpy(), atol=1e-5)
             # HF's last entry is after the final norm; ours is the residual stream before it
             normed = lm.model.model.norm(torch.from_numpy(states[i, -1]))
             np.testing.assert_allclose(normed.detach().numpy(), hs[-1][0, -1].numpy(), atol=1e-4)
@@ -47,13 +47,13 @@ def test_states_match_hidden_states_of_a_plain_forward(lm, pairs):
 
 
 def test_mean_pooling_and_layer_subset(lm, pairs):
-    st = extract(lm, pairs, layers=[2, 0], pooling="mean", cache=False, progress=False)
-    assert st.layers == [2, 0] and st.hidden_pos.shape == (10, 2, lm.d_model)
+    st = extract(lm, pairs, layers=[1, -1], pooling="mean", cache=False, progress=False)
+    assert st.layers == [1, -1] and st.hidden_pos.shape == (10, 2, lm.d_model)
     text = pairs.pairs[4][0]
     with nbtoolkit.capture(lm, ["layer.1"]) as acts, torch.no_grad():
         lm.model(**lm.encode([text]))
-    np.testing.assert_allclose(st.at(2)[0][4], acts["layer.1"][0].mean(0).numpy(), atol=1e-5)
-    xp, xn = st.stack([0, 2])
+    np.testing.assert_allclose(st.at(1)[0][4], acts["layer.1"][0].mean(0).numpy(), atol=1e-5)
+    xp, xn = st.stack([-1, 1])
     assert xp.shape == (2, 10, lm.d_model)
     torch.testing.assert_close(xp[1], torch.from_numpy(st.hidden_pos[:, 0]))
 
@@ -131,7 +131,7 @@ def test_another_model_does_not_share_the_cache(lm, pairs, tmp_path):
 
 def test_split_is_stratified_and_shared_across_templates(lm):
     sets = load_contrast("animals", templates=[0, 1], n=20)
-    s0, s1 = (extract(lm, s, layers=[1], cache=False, progress=False) for s in sets)
+    s0, s1 = (extract(lm, s, layers=[0], cache=False, progress=False) for s in sets)
     tr0, te0 = s0.split(0.6, seed=2)
     tr1, te1 = s1.split(0.6, seed=2)
     np.testing.assert_array_equal(tr0.row_ids, tr1.row_ids)
@@ -139,11 +139,11 @@ def test_split_is_stratified_and_shared_across_templates(lm):
 
 
 def test_bad_input(lm, pairs):
-    with pytest.raises(ValueError, match="0..2"):
-        extract(lm, pairs, layers=[3], cache=False)
+    with pytest.raises(ValueError, match=r"-1 \(embeddings\) .. 1 .*\[2\]"):
+        extract(lm, pairs, layers=[2], cache=False)
     with pytest.raises(ValueError, match="pooling"):
         extract(lm, pairs, pooling="max", cache=False)
     with pytest.raises(TypeError, match="ContrastSet"):
         extract(lm, ["a", "b"], cache=False)
     with pytest.raises(ValueError, match="not extracted"):
-        extract(lm, pairs, layers=[1], cache=False, progress=False).at(2)
+        extract(lm, pairs, layers=[0], cache=False, progress=False).at(1)

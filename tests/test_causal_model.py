@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from nbtoolkit.causal_model import CausalModel
+from nbtoolkit.tasks.causal_model import CausalModel
 from nbtoolkit.tasks import hierarchical_equality as he
 from nbtoolkit.tasks import price_tagging as pt
 from nbtoolkit.tasks import sums
@@ -127,7 +127,7 @@ def test_staged_sums_network_reads_c_after_the_ab_site():
 
     from nbtoolkit import capture
     from nbtoolkit.das import iia
-    from nbtoolkit.rotations import RotatedSubspace
+    from nbtoolkit.das.rotations import RotatedSubspace
 
     net = sums.staged_mlp(hidden=8, seed=0)
     data = sums.counterfactual_dataset(64, "S", seed=0)

@@ -8,6 +8,7 @@ import pytest
 
 import nbtoolkit
 from nbtoolkit import ccs, probes
+from nbtoolkit.cli.ccs import main, plot_run
 
 
 @pytest.fixture(scope="module")
@@ -17,8 +18,8 @@ def tiny():
 
 @pytest.fixture()
 def cli(tiny, monkeypatch, tmp_path):
-    import nbtoolkit.models
-    monkeypatch.setattr(nbtoolkit.models, "load_model", lambda name: tiny)
+    import nbtoolkit.cli.ccs
+    monkeypatch.setattr(nbtoolkit.cli.ccs, "load_model", lambda name: tiny)
     monkeypatch.setenv("NBTOOLKIT_CACHE", str(tmp_path / "cache"))
     return tmp_path / "runs"
 
@@ -28,10 +29,10 @@ FAST = ["--n", "16", "--templates", "0", "--n-tries", "2", "--epochs", "20", "--
 
 
 def test_elicit_writes_a_run(cli, tiny):
-    assert ccs.main(["elicit", "tiny", "capitals", "--out", str(cli), *FAST]) == 0
+    assert main(["elicit", "tiny", "capitals", "--out", str(cli), *FAST]) == 0
     run = cli / f"{tiny.name}__capitals"
     config = json.loads((run / "config.json").read_text())
-    assert config["dataset"] == "capitals" and config["layers"] == [0, 1, 2]
+    assert config["dataset"] == "capitals" and config["layers"] == [-1, 0, 1]
     assert "training labels" in config["sign"]
     table = pd.read_csv(run / "eval.csv")
     assert set(table.reporter) == {"ccs", "crc", "lr"} and len(table) == 9
@@ -39,7 +40,7 @@ def test_elicit_writes_a_run(cli, tiny):
     lm_table = pd.read_csv(run / "lm_eval.csv")
     assert list(lm_table.reporter) == ["zero_shot", "zero_shot_cal"]
     reps = ccs.load_run_reporters(run)
-    assert set(reps) == {(0, "ccs"), (0, "crc"), (0, "lr")} and list(reps[(0, "ccs")]) == [0, 1, 2]
+    assert set(reps) == {(0, "ccs"), (0, "crc"), (0, "lr")} and list(reps[(0, "ccs")]) == [-1, 0, 1]
 
 
 def test_saved_reporters_reproduce_the_table(cli, tiny, tmp_path):
@@ -49,48 +50,48 @@ def test_saved_reporters_reproduce_the_table(cli, tiny, tmp_path):
     back = ccs.load_run_reporters(run)
     train, test = result.splits[0]
     for kind in ("ccs", "crc", "lr"):
-        rep = back[(0, kind)][2]
-        acc = rep.score(*test.at(2), test.labels)
-        row = result.table[(result.table.reporter == kind) & (result.table.layer == 2)]
+        rep = back[(0, kind)][1]
+        acc = rep.score(*test.at(1), test.labels)
+        row = result.table[(result.table.reporter == kind) & (result.table.layer == 1)]
         assert acc == pytest.approx(float(row.acc.iloc[0]))
 
 
 def test_eval_transfer_and_plot(cli, tiny):
-    ccs.main(["elicit", "tiny", "capitals", "--out", str(cli), *FAST])
+    main(["elicit", "tiny", "capitals", "--out", str(cli), *FAST])
     run = cli / f"{tiny.name}__capitals"
-    assert ccs.main(["eval", str(run), "animals", "--n", "16", "--templates", "1", "--quiet"]) == 0
+    assert main(["eval", str(run), "animals", "--n", "16", "--templates", "1", "--quiet"]) == 0
     table = pd.read_csv(run / "transfer" / "animals" / "eval.csv")
     assert set(table.dataset) == {"animals"} and set(table.source_dataset) == {"capitals"}
     assert len(table) == 9
-    ccs.main(["plot", str(run)])
+    main(["plot", str(run)])
     assert (run / "auroc_vs_layer.png").stat().st_size > 1000
 
 
 def test_sweep(cli):
-    assert ccs.main(["sweep", "--models", "tiny", "--datasets", "capitals", "arithmetic",
+    assert main(["sweep", "--models", "tiny", "--datasets", "capitals", "arithmetic",
                      "--out", str(cli), *FAST]) == 0
     (sweep,) = cli.glob("sweep-*")
     transfer = pd.read_csv(sweep / "transfer.csv")
     assert {(a, b) for a, b in zip(transfer["train"], transfer["eval"])} == {
         (a, b) for a in ("capitals", "arithmetic") for b in ("capitals", "arithmetic")}
-    written = ccs.plot_run(str(sweep))
+    written = plot_run(str(sweep))
     assert any(p.name.startswith("transfer_") for p in written)
 
 
 def test_eval_of_a_non_run_fails_clearly(cli, tmp_path):
     with pytest.raises(SystemExit, match="not a run folder"):
-        ccs.main(["eval", str(tmp_path), "animals"])
+        main(["eval", str(tmp_path), "animals"])
     with pytest.raises(SystemExit):
-        ccs.main(["elicit"])  # argparse: missing arguments
+        main(["elicit"])  # argparse: missing arguments
     with pytest.raises(ValueError, match="unknown contrast dataset"):
-        ccs.main(["elicit", "tiny", "no-such-set", "--out", str(cli), *FAST])
+        main(["elicit", "tiny", "no-such-set", "--out", str(cli), *FAST])
 
 
 def test_table1_and_layer_selection_by_hand():
     rows = []
     for ds, accs in {"a": (0.6, 0.8, 0.9), "b": (0.7, 0.6, 0.8)}.items():
         for t in (0, 1):
-            rows += [dict(model="m", dataset=ds, template=t, layer=-1, reporter="zero_shot", acc=accs[0]),
+            rows += [dict(model="m", dataset=ds, template=t, layer=np.nan, reporter="zero_shot", acc=accs[0]),
                      dict(model="m", dataset=ds, template=t, layer=1, reporter="ccs", acc=accs[1],
                           train_acc=0.9),
                      dict(model="m", dataset=ds, template=t, layer=2, reporter="ccs", acc=accs[2],
@@ -108,11 +109,11 @@ def test_table1_and_layer_selection_by_hand():
 def test_plots_return_figures():
     import matplotlib
     matplotlib.use("Agg")
-    from nbtoolkit.plots.probes import layer_curve, table1_bars, transfer_heatmap
+    from nbtoolkit.viz.probes import layer_curve, table1_bars, transfer_heatmap
 
     rows = [dict(dataset="a", template=0, layer=l, reporter=k, auroc=0.5 + 0.1 * l,
                  auroc_lower=0.4, auroc_upper=0.9) for l in range(3) for k in ("ccs", "lr")]
-    rows.append(dict(dataset="a", template=0, layer=-1, reporter="zero_shot", auroc=0.6))
+    rows.append(dict(dataset="a", template=0, layer=np.nan, reporter="zero_shot", auroc=0.6))
     fig = layer_curve(pd.DataFrame(rows))
     ax = fig.axes[0]
     assert len(ax.get_lines()) >= 3  # two reporters, the zero-shot line, chance

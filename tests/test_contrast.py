@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from nbtoolkit import contrast
-from nbtoolkit.contrast import ContrastSet, balanced_subsample, load_contrast
+from nbtoolkit.data import contrast, data_path
+from nbtoolkit.data.contrast import ContrastSet, balanced_subsample, load_contrast
 
 
 def test_local_datasets_are_listed():
@@ -16,7 +16,7 @@ def test_local_datasets_are_listed():
 
 
 def test_pairs_follow_the_schema():
-    spec = json.loads((contrast.data_dir() / "capitals.json").read_text())
+    spec = json.loads(data_path("contrast", "capitals.json").read_text())
     sets = load_contrast("capitals")
     assert len(sets) == len(spec["templates"])
     first = sets[1]

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from conftest import hook_count
-from nbtoolkit.das import (accuracy, as_columns, iia, neuron_baseline, temperature_schedule,
+from nbtoolkit.das import (as_columns, task_accuracy, iia, neuron_baseline, temperature_schedule,
                            train_das)
-from nbtoolkit.rotations import BoundlessRotatedSubspace, RotatedSubspace
+from nbtoolkit.das.rotations import BoundlessRotatedSubspace, RotatedSubspace
 
 
 class Planted(torch.nn.Module):
@@ -158,4 +158,4 @@ def test_bad_data_is_refused():
         as_columns({"inputs": torch.zeros(4, 2), "labels": torch.zeros(3)})
     with pytest.raises(TypeError, match="dict of arrays or a datasets.Dataset"):
         as_columns([1, 2])
-    assert accuracy(net, {"inputs": torch.tensor([[1.0, 0.0]]), "labels": torch.tensor([1])}) == 1.0
+    assert task_accuracy(net, {"inputs": torch.tensor([[1.0, 0.0]]), "labels": torch.tensor([1])}) == 1.0

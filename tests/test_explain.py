@@ -11,7 +11,7 @@ import nbtoolkit as nb
 from nbtoolkit.explain import (attention_word_pairs, ffn_components, ffn_concepts, head_query_key,
                                model_annotator, output_word_vectors, similarity_thresholds,
                                word_counts, word_vectors)
-from nbtoolkit.patching import capture
+from nbtoolkit.core.hooks import capture
 
 LETTERS = list(string.ascii_lowercase)
 

@@ -3,7 +3,7 @@
 import torch
 
 from nbtoolkit import tiny_model
-from nbtoolkit.kv_cache import cache_in, cache_kwarg, cache_of
+from nbtoolkit.core.kv_cache import cache_in, cache_kwarg, cache_of
 
 
 def test_a_cached_prefix_continues_like_the_whole_forward():

@@ -1,11 +1,12 @@
 """Reporters (CCS, CRC, logistic, zero-shot), metrics and sweeps against hand-written references."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from nbtoolkit import probes
-from nbtoolkit.activations import ContrastStates
+from nbtoolkit.ccs.activations import ContrastStates
 from nbtoolkit.probes import CCS, CRC, LogisticProbe, PairNormalizer, ZeroShot
 
 
@@ -266,7 +267,7 @@ def states_from(xp, xn, y, layers, name="toy"):
                           np.zeros(n, np.float32), layers)
 
 
-def test_sweep_layers_table():
+def test_every_layer_table():
     xp, xn, y, _ = planted(n=200, d=12, seed=12)
     rng = np.random.default_rng(0)
     noise = rng.normal(size=xp.shape).astype(np.float32)
@@ -276,7 +277,10 @@ def test_sweep_layers_table():
     train, test = st.split(0.5, seed=0)
     assert len(train) == 100 and train.labels.mean() == 0.5
     assert not set(train.row_ids) & set(test.row_ids)
-    table = probes.sweep_layers(train, test, n_boot=100, options={"ccs": dict(n_tries=3, epochs=200)})
+    options = {"ccs": dict(n_tries=3, epochs=200), "crc": {}, "lr": {}}
+    table = pd.concat([probes.eval_layers(probes.fit_layers(kind, train, **kwargs), test, n_boot=100,
+                                          n_train=len(train)) for kind, kwargs in options.items()],
+                      ignore_index=True)
     assert list(table.columns) == probes.EVAL_COLUMNS
     assert len(table) == 6
     good = table[table.layer == 1]
@@ -299,3 +303,29 @@ def test_transfer_matrix_refits_only_unlabelled_means():
     table = probes.transfer_matrix(splits, layer=5, kind="crc", metric="acc")
     assert table.shape == (2, 2)
     assert table.loc["A", "B"] >= 0.95 and table.loc["B", "A"] >= 0.95
+
+
+@pytest.mark.parametrize("make", [lambda: CCS(n_tries=2, epochs=30, seed=4), lambda: CRC(scale="std"),
+                                  lambda: LogisticProbe(l2=0.1), lambda: ZeroShot(calibrate=True)])
+def test_reporters_are_scikit_learn_estimators(make):
+    from sklearn.base import clone
+
+    reporter = make()
+    params = reporter.get_params()
+    twin = clone(reporter)
+    assert type(twin) is type(reporter) and twin.get_params() == params and twin is not reporter
+    assert reporter.set_params(**params) is reporter
+    if not isinstance(reporter, ZeroShot):
+        xp, xn, y, _ = planted(n=60, d=6, seed=2)
+        fitted = reporter.fit(xp, xn, y)
+        assert fitted is reporter and hasattr(reporter, "coef_")
+        assert not hasattr(clone(reporter), "coef_")  # clone keeps parameters, not the fit
+
+
+def test_parameters_are_checked_when_fitting_not_when_built():
+    xp, xn, y, _ = planted(n=40, d=4, seed=3)
+    bad_ccs, bad_lr = CCS(n_tries=0), LogisticProbe(l2=-1.0)  # scikit-learn: __init__ only stores
+    with pytest.raises(ValueError, match="n_tries and epochs must be >= 1"):
+        bad_ccs.fit(xp, xn)
+    with pytest.raises(ValueError, match="l2 must be >= 0"):
+        bad_lr.fit(xp, xn, y)

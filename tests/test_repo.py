@@ -50,3 +50,11 @@ def test_readme_gives_the_two_commands_and_ci_calls_make_test():
     readme = (ROOT / "README.md").read_text()
     assert "make tutorials" in readme and "make test" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_pyproject_lists_every_package_folder():
+    packages = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "nbtoolkit").rglob("__init__.py")
+               if "_data" not in p.parts}
+    assert folders <= packages, f"add {sorted(folders - packages)} to [tool.setuptools] packages"
+    assert "nbtoolkit._data" in packages  # data/ inside the wheel

@@ -8,9 +8,9 @@ import torch
 
 from conftest import hook_count
 from nbtoolkit import Set, capture, patch
-from nbtoolkit.rotations import (BoundlessRotatedSubspace, LowRankRotatedSubspace, NeuronSubspace,
-                                 RotatedSubspace, load_intervention, save_intervention,
-                                 set_orthogonal)
+from nbtoolkit.das.rotations import (BoundlessRotatedSubspace, Interchange, LowRankRotatedSubspace,
+                                    NeuronSubspace, RotatedSubspace, load_intervention,
+                                    save_intervention, set_orthogonal)
 
 G = torch.Generator().manual_seed(0)
 
@@ -26,18 +26,18 @@ def test_rotated_interchange_matches_matrix_reference():
     P = torch.diag(torch.tensor([1.0] * 3 + [0.0] * 5, dtype=torch.double))
     # out = Rᵀ-back of: source's rotated coords 0..2, base's elsewhere
     expected = (base.double() @ R @ (torch.eye(8, dtype=torch.double) - P) + source.double() @ R @ P) @ R.T
-    torch.testing.assert_close(rot.interchange(base, source).double(), expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(rot(base, source).double(), expected, atol=1e-5, rtol=0)
 
 
 def test_blocks_pick_disjoint_coordinates_per_example():
     rot = RotatedSubspace(8, 4, seed=2)
     set_orthogonal(rot.rotate, torch.eye(8))
     base, source = pair(2)
-    out = rot.interchange(base, source, torch.tensor([0, 1]))
+    out = rot(base, source, torch.tensor([0, 1]))
     torch.testing.assert_close(out[0], torch.cat([source[0, :4], base[0, 4:]]))
     torch.testing.assert_close(out[1], torch.cat([base[1, :4], source[1, 4:]]))
     with pytest.raises(ValueError, match="block ids must be in 0..1"):
-        rot.interchange(base, source, torch.tensor([0, 2]))
+        rot(base, source, torch.tensor([0, 2]))
 
 
 def test_per_example_blocks_and_extra_leading_dims_match_the_matrix_reference():
@@ -45,23 +45,23 @@ def test_per_example_blocks_and_extra_leading_dims_match_the_matrix_reference():
     R = rot.rotation.detach().double()
     base, source = pair(6)
     blocks = torch.tensor([0, 1, 1, 0, 1, 0])
-    out = rot.interchange(base, source, blocks).double()
+    out = rot(base, source, blocks).double()
     for i, j in enumerate(blocks.tolist()):
         P = torch.zeros(8, dtype=torch.double)
         P[4 * j:4 * j + 4] = 1  # rotated coordinates of block j come from the source
         expected = (base[i].double() @ R * (1 - P) + source[i].double() @ R * P) @ R.T
         torch.testing.assert_close(out[i], expected, atol=1e-5, rtol=0)
     # activations with extra leading axes (e.g. per-head cells [n, heads, d]) rotate row by row
-    stacked = rot.interchange(torch.stack([base, source], 1), torch.stack([source, base], 1), 1)
-    torch.testing.assert_close(stacked[:, 0], rot.interchange(base, source, 1))
-    torch.testing.assert_close(stacked[:, 1], rot.interchange(source, base, 1))
+    stacked = rot(torch.stack([base, source], 1), torch.stack([source, base], 1), 1)
+    torch.testing.assert_close(stacked[:, 0], rot(base, source, 1))
+    torch.testing.assert_close(stacked[:, 1], rot(source, base, 1))
 
 
 def test_full_rank_interchange_is_the_source():
     base, source = pair()
     for seed in (0, 3):
         rot = RotatedSubspace(8, 8, seed=seed)
-        torch.testing.assert_close(rot.interchange(base, source), source, atol=1e-5, rtol=0)
+        torch.testing.assert_close(rot(base, source), source, atol=1e-5, rtol=0)
 
 
 def test_identity_rotation_full_interchange_equals_set_in_a_transformer(tiny_llama):
@@ -74,10 +74,10 @@ def test_identity_rotation_full_interchange_equals_set_in_a_transformer(tiny_lla
     with torch.no_grad():
         with patch(lm, {"layer.1": Set(acts["layer.1"], at=[2, -1])}):
             want = lm.model(**base).logits
-        with patch(lm, {"layer.1": rot.with_source(acts["layer.1"], at=[2, -1])}):
+        with patch(lm, {"layer.1": Interchange(rot, acts["layer.1"], at=[2, -1])}):
             got_full = lm.model(**base).logits
         # the source given as just the selected positions [batch, 2, d]
-        with patch(lm, {"layer.1": rot.with_source(acts["layer.1"][:, [2, -1]])}):
+        with patch(lm, {"layer.1": Interchange(rot, acts["layer.1"][:, [2, -1]], at=[2, -1])}):
             got_slice = lm.model(**base).logits
     torch.testing.assert_close(got_full, want)
     torch.testing.assert_close(got_slice, want)
@@ -91,10 +91,10 @@ def test_every_position_fast_path_matches_general_path(tiny_llama):
         lm.model(**src)
     rot = RotatedSubspace(lm.d_model, 16, seed=4)
     with torch.no_grad():
-        with patch(lm, {"layer.0": rot.with_source(acts["layer.0"], at=None)}):
+        with patch(lm, {"layer.0": Interchange(rot, acts["layer.0"], at=None)}):
             fast = lm.model(**base).logits
         n = base["input_ids"].shape[1]
-        with patch(lm, {"layer.0": rot.with_source(acts["layer.0"], at=list(range(n)))}):
+        with patch(lm, {"layer.0": Interchange(rot, acts["layer.0"], at=list(range(n)))}):
             general = lm.model(**base).logits
     torch.testing.assert_close(fast, general)
 
@@ -104,13 +104,13 @@ def test_low_rank_matches_projection_reference():
     W = lr.basis.detach()
     torch.testing.assert_close(W.T @ W, torch.eye(2), atol=1e-5, rtol=0)
     base, source = pair()
-    torch.testing.assert_close(lr.interchange(base, source), base + (source - base) @ W @ W.T,
+    torch.testing.assert_close(lr(base, source), base + (source - base) @ W @ W.T,
                                atol=1e-5, rtol=0)
 
 
 def test_neuron_subspace_swaps_named_neurons():
     base, source = pair()
-    out = NeuronSubspace(8, [1, 6]).interchange(base, source)
+    out = NeuronSubspace(8, [1, 6])(base, source)
     expected = base.clone()
     expected[:, [1, 6]] = source[:, [1, 6]]
     torch.testing.assert_close(out, expected)
@@ -125,7 +125,7 @@ def test_rotation_stays_orthogonal_through_training():
     base, source = pair(32)
     target = torch.randn(32, 8, generator=G)
     for _ in range(50):
-        loss = (rot.interchange(base, source) - target).pow(2).mean()
+        loss = (rot(base, source) - target).pow(2).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -153,11 +153,11 @@ def test_boundless_full_hard_mask_is_full_interchange_and_two_variables_split():
     bd = BoundlessRotatedSubspace(8, init=1.0)
     bd.set_temperature(1e-3)
     base, source = pair()
-    torch.testing.assert_close(bd.interchange(base, source), source, atol=1e-5, rtol=0)
+    torch.testing.assert_close(bd(base, source), source, atol=1e-5, rtol=0)
     two = BoundlessRotatedSubspace(8, n_variables=2, init=1.0)
     two.set_temperature(1e-3)
     set_orthogonal(two.rotate, torch.eye(8))
-    out = two.interchange(base[:2], source[:2], torch.tensor([0, 1]))
+    out = two(base[:2], source[:2], torch.tensor([0, 1]))
     torch.testing.assert_close(out[0], torch.cat([source[0, :4], base[0, 4:]]))
     torch.testing.assert_close(out[1], torch.cat([base[1, :4], source[1, 4:]]))
 
@@ -165,9 +165,9 @@ def test_boundless_full_hard_mask_is_full_interchange_and_two_variables_split():
 def test_bf16_activations_are_rotated_in_the_weight_dtype():
     rot = RotatedSubspace(8, 3)
     base, source = pair()
-    out = rot.interchange(base.bfloat16(), source.bfloat16())
+    out = rot(base.bfloat16(), source.bfloat16())
     assert out.dtype == torch.bfloat16
-    ref = rot.interchange(base.bfloat16().float(), source.bfloat16().float())
+    ref = rot(base.bfloat16().float(), source.bfloat16().float())
     torch.testing.assert_close(out.float(), ref, atol=0.05, rtol=0)
 
 
@@ -177,7 +177,7 @@ def test_two_dimensional_activations_without_positions():
     with torch.no_grad(), capture(mlp, "1") as acts:
         mlp(xs)
     rot = RotatedSubspace(8, 8)
-    with torch.no_grad(), patch(mlp, {"1": rot.with_source(acts["1"])}):
+    with torch.no_grad(), patch(mlp, {"1": Interchange(rot, acts["1"])}):
         out = mlp(x)
     torch.testing.assert_close(out, mlp(xs), atol=1e-5, rtol=0)
 
@@ -188,13 +188,11 @@ def test_bad_arguments_name_the_problem():
     with pytest.raises(ValueError, match="d must be a positive int"):
         RotatedSubspace(0, 1)
     with pytest.raises(ValueError, match="width 5 but .* d=8"):
-        RotatedSubspace(8, 2).with_source(torch.zeros(2, 5))
+        Interchange(RotatedSubspace(8, 2), torch.zeros(2, 5))
     with pytest.raises(TypeError, match="source must be a torch.Tensor"):
-        RotatedSubspace(8, 2).with_source([1.0] * 8)
-    mlp = torch.nn.Sequential(torch.nn.Linear(4, 8))
-    with pytest.raises(ValueError, match="has no source"):
-        with patch(mlp, {"0": RotatedSubspace(8, 2)}):
-            mlp(torch.zeros(1, 4))
+        Interchange(RotatedSubspace(8, 2), [1.0] * 8)
+    with pytest.raises(TypeError, match="subspace must be a RotatedSubspace"):
+        Interchange(torch.nn.Linear(8, 8), torch.zeros(2, 8))
 
 
 # ------------------------------------------------------------------ save / load
@@ -210,7 +208,7 @@ def _perturb(module):
         return
     optimizer = torch.optim.SGD(module.parameters(), lr=0.3)
     base, source = pair(16)
-    module.interchange(base, source, torch.zeros(16, dtype=torch.long)).sum().backward()
+    module(base, source, torch.zeros(16, dtype=torch.long)).sum().backward()
     optimizer.step()
     if isinstance(module, BoundlessRotatedSubspace):
         module.set_temperature(0.7)
@@ -230,8 +228,8 @@ def test_save_load_gives_identical_outputs(tmp_path, make):
         else 0
     block = 0 if isinstance(original, RotatedSubspace) and original.n_blocks < 2 else block
     with torch.no_grad():
-        assert torch.equal(loaded.interchange(base, source, block),
-                           original.interchange(base, source, block))
+        assert torch.equal(loaded(base, source, block),
+                           original(base, source, block))
 
 
 def test_loaded_rotation_is_trainable(tmp_path):
@@ -240,7 +238,7 @@ def test_loaded_rotation_is_trainable(tmp_path):
     params = [p for p in loaded.parameters() if p.requires_grad]
     assert params and all(p.grad is None for p in params)
     base, source = pair()
-    loaded.interchange(base, source).sum().backward()
+    loaded(base, source).sum().backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in params)
 
 
@@ -260,7 +258,7 @@ def test_unknown_kind_is_refused(tmp_path):
 def test_wrong_tensor_shape_is_refused(tmp_path):
     save_intervention(RotatedSubspace(8, 3), tmp_path)
     _rewrite(tmp_path, config={"d": 6, "k": 3, "seed": 0})
-    with pytest.raises(ValueError, match=r"tensor 'rotation' has shape \(8, 8\), expected \(6, 6\)"):
+    with pytest.raises(ValueError, match=r"(?s)do not fit RotatedSubspace.*size mismatch"):
         load_intervention(tmp_path)
 
 
@@ -269,11 +267,18 @@ def test_missing_and_non_orthogonal_tensors_are_refused(tmp_path):
 
     save_intervention(BoundlessRotatedSubspace(8), tmp_path)
     save_file({"rotation": torch.eye(8)}, str(tmp_path / "intervention.safetensors"))
-    with pytest.raises(ValueError, match="do not match BoundlessRotatedSubspace"):
+    with pytest.raises(ValueError, match="(?s)do not fit BoundlessRotatedSubspace.*Missing key"):
         load_intervention(tmp_path)
-    save_intervention(RotatedSubspace(8, 3), tmp_path)
-    save_file({"rotation": 2 * torch.eye(8)}, str(tmp_path / "intervention.safetensors"))
+    rot = RotatedSubspace(8, 3)
+    save_intervention(rot, tmp_path)
+    state = dict(rot.state_dict())
+    state["rotate.parametrizations.weight.0.base"] = 2 * torch.eye(8)
+    save_file(state, str(tmp_path / "intervention.safetensors"))
     with pytest.raises(ValueError, match="not orthonormal"):
+        load_intervention(tmp_path)
+    state["rotate.parametrizations.weight.0.base"] = torch.full((8, 8), float("nan"))
+    save_file(state, str(tmp_path / "intervention.safetensors"))
+    with pytest.raises(ValueError, match="non-finite"):
         load_intervention(tmp_path)
 
 

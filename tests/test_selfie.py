@@ -135,13 +135,14 @@ def test_mode_formulas(llama, mode, strength):
     torch.testing.assert_close(inserted["layer.2.in"][:, interp.positions], expected)
 
 
-def test_layer_numbering_follows_hugging_face(llama):
-    states = selfie.hidden_states(llama, PROMPT, range(llama.n_layers + 1))
+def test_layer_numbering_is_one_behind_hugging_face(llama):
+    states = selfie.hidden_states(llama, PROMPT, range(-1, llama.n_layers))
     with torch.no_grad():
         hf = llama.model(**llama.encode(PROMPT), output_hidden_states=True).hidden_states
-    for layer in range(llama.n_layers):  # HF's last entry is after the final norm; ours is before
-        torch.testing.assert_close(states[layer], hf[layer][0])
-    assert not torch.allclose(states[llama.n_layers], hf[llama.n_layers][0])
+    for layer in range(-1, llama.n_layers - 1):  # our layer l is HF's hidden_states[l + 1]
+        torch.testing.assert_close(states[layer], hf[layer + 1][0])
+    # HF's last entry is after the final norm; ours is before it
+    assert not torch.allclose(states[llama.n_layers - 1], hf[llama.n_layers][0])
 
 
 # ---------------------------------------------------------------- interpretations
@@ -149,10 +150,10 @@ def test_layer_numbering_follows_hugging_face(llama):
 @pytest.mark.parametrize("family", ["llama", "gemma3"])
 def test_interpret_matches_hand_greedy_decoding(family):
     lm = nb.tiny_model(family, seed=2)
-    frame = selfie.interpret(lm, PROMPT, tokens=[3, -1], layers=[0, 2], insert_layer=1,
+    frame = selfie.interpret(lm, PROMPT, tokens=[3, -1], layers=[-1, 1], insert_layer=1,
                              template=SHORT, max_new_tokens=6)
     interp = selfie.build_prompt(lm, SHORT)
-    states = selfie.hidden_states(lm, PROMPT, [0, 2])
+    states = selfie.hidden_states(lm, PROMPT, [-1, 1])
     assert len(frame) == 4
     for row in frame.itertuples():
         v = states[row.layer][row.token_index]
@@ -164,7 +165,7 @@ def test_interpret_matches_hand_greedy_decoding(family):
 
 
 def test_frame_layout(llama):
-    frame = selfie.interpret(llama, PROMPT, tokens=[-1], layers=[1, 3], template=SHORT,
+    frame = selfie.interpret(llama, PROMPT, tokens=[-1], layers=[0, 2], template=SHORT,
                              max_new_tokens=3)
     assert list(frame.columns) == ["prompt", "layer", "token_index", "token", "interpretation",
                                    "interpretation_tokens", "relevancy", "mean_relevancy",
@@ -172,7 +173,7 @@ def test_frame_layout(llama):
     for row in frame.itertuples():
         assert len(row.interpretation_tokens) == len(row.relevancy)
         assert "".join(row.interpretation_tokens).startswith(row.interpretation)
-    assert list(frame.layer) == [1, 3]
+    assert list(frame.layer) == [0, 2]
     assert list(frame.token_index) == [len(llama.tokens(PROMPT)) - 1] * 2
     assert list(frame.token) == [llama.tokens(PROMPT)[-1]] * 2
     assert frame.attrs["baseline"] == selfie.baseline(llama, SHORT, max_new_tokens=3)
@@ -180,7 +181,7 @@ def test_frame_layout(llama):
 
 
 def test_strength_zero_reproduces_placeholder_only_generation(llama):
-    frame = selfie.interpret(llama, PROMPT, tokens=[1, 4], layers=[0, 3], template=SHORT,
+    frame = selfie.interpret(llama, PROMPT, tokens=[1, 4], layers=[-1, 2], template=SHORT,
                              strength=0.0, max_new_tokens=6)
     baseline = selfie.baseline(llama, SHORT, max_new_tokens=6)
     assert (frame.interpretation == baseline).all()
@@ -188,13 +189,13 @@ def test_strength_zero_reproduces_placeholder_only_generation(llama):
     # the same numbers up to float rounding
     assert all(value < 1e-6 for rel in frame.relevancy for value in rel)
     assert (frame.baseline_match == 1.0).all()
-    full = selfie.interpret(llama, PROMPT, tokens=[1, 4], layers=[0, 3], template=SHORT,
+    full = selfie.interpret(llama, PROMPT, tokens=[1, 4], layers=[-1, 2], template=SHORT,
                             max_new_tokens=6)
     assert (full.mean_relevancy > 0).all()
 
 
 def test_batched_and_one_by_one_agree(llama):
-    kwargs = dict(tokens=[0, 2, 5], layers=[0, 1, 3], template=SHORT, max_new_tokens=5)
+    kwargs = dict(tokens=[0, 2, 5], layers=[-1, 0, 2], template=SHORT, max_new_tokens=5)
     batched = selfie.interpret(llama, PROMPT, batch_size=9, **kwargs)
     single = selfie.interpret(llama, PROMPT, batch_size=1, **kwargs)
     assert list(batched.interpretation) == list(single.interpretation)
@@ -203,8 +204,8 @@ def test_batched_and_one_by_one_agree(llama):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(layers=[4]), "layer 4 is out of range"),
-    (dict(layers=[-1]), "layer -1 is out of range"),
+    (dict(layers=[3]), r"layers must be ints in -1 \(embeddings\) .. 2 .*got \[3\]"),
+    (dict(layers=[-2]), r"layers must be ints in -1 \(embeddings\) .. 2 .*got \[-2\]"),
     (dict(tokens=[99]), "token 99 is out of range"),
     (dict(tokens=[]), "tokens must not be empty"),
     (dict(insert_layer=3), "insert_layer 3 is out of range"),
@@ -220,7 +221,7 @@ def test_bad_input_raises(llama, kwargs, match):
 
 
 def test_addition_mode_accepts_strength_above_one(llama):
-    frame = selfie.interpret(llama, PROMPT, tokens=[-1], layers=[2], template=SHORT,
+    frame = selfie.interpret(llama, PROMPT, tokens=[-1], layers=[1], template=SHORT,
                              mode="addition", strength=3.0, max_new_tokens=2)
     assert len(frame) == 1
 
@@ -247,13 +248,13 @@ def test_plots(llama):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from nbtoolkit.plots.selfie import interpretation_bars, relevancy_grid
+    from nbtoolkit.viz.selfie import interpretation_bars, relevancy_grid
 
-    frame = selfie.interpret(llama, PROMPT, tokens=[2, 5], layers=[0, 2], template=SHORT,
+    frame = selfie.interpret(llama, PROMPT, tokens=[2, 5], layers=[-1, 1], template=SHORT,
                              max_new_tokens=3)
     fig = relevancy_grid(frame)
     ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "2"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["-1", "1"]
     assert [t.get_text() for t in ax.get_yticklabels()] == [
         f"{llama.tokens(PROMPT)[i]!r} ({i})" for i in (2, 5)]
     # the image holds the mean relevancy grid, rows in token order

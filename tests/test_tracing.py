@@ -10,10 +10,11 @@ import torch
 
 from conftest import hook_count
 from nbtoolkit import patch, tiny_model
-from nbtoolkit.sites import resolve_site
+from nbtoolkit.core.anatomy import resolve_site
 from nbtoolkit.tracing import (BUCKETS, TraceResult, average_results, causal_trace,
                                find_token_range, noise_level, resolve_noise, trace_kinds,
                                window_layers)
+from nbtoolkit.viz.tracing import plot_average, plot_average_lines, plot_trace
 
 TOL = 1e-5
 
@@ -230,10 +231,10 @@ def test_result_frame_and_figures(tiny_llama):
     result = causal_trace(tiny_llama, PROMPT, SUBJECT, kind="mlp", samples=2, noise=0.3, window=2)
     frame = result.to_frame()
     assert len(frame) == 16 * 3 and frame["is_subject"].sum() == 3 * 3
-    assert isinstance(result.plot(), matplotlib.figure.Figure)
+    assert isinstance(plot_trace(result), matplotlib.figure.Figure)
     avg = average_results([result, result])
-    assert isinstance(avg.plot(), matplotlib.figure.Figure)
-    assert isinstance(avg.plot_lines(), matplotlib.figure.Figure)
+    assert isinstance(plot_average(avg), matplotlib.figure.Figure)
+    assert isinstance(plot_average_lines(avg), matplotlib.figure.Figure)
 
 
 # ---------------------------------------------------------------- bad input

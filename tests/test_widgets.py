@@ -5,8 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nbtoolkit.widgets import (TrainingMonitor, explore, heatmap_explorer, layer_curve_explorer,
-                               token_view)
+from nbtoolkit.viz.widgets import TrainingMonitor, explore, layer_curve_explorer, token_view
 
 
 def test_explore_rerenders_on_every_control():
@@ -26,14 +25,6 @@ def test_explore_rerenders_on_every_control():
     assert calls[-1] == ("b", 4, True) and len(calls) == 4
     assert list(explorer.figure.axes[0].lines[0].get_ydata()) == [4, -4]
     assert explorer.controls["layer"].max == 8
-
-
-def test_heatmap_explorer_shows_the_chosen_grid():
-    grids = {"hidden": np.arange(6.0).reshape(2, 3), "mlp": -np.ones((2, 3))}
-    explorer = heatmap_explorer(grids, rows=["x", "y"])
-    np.testing.assert_array_equal(explorer.figure.axes[0].images[0].get_array(), grids["hidden"])
-    explorer.controls["grid"].value = "mlp"
-    np.testing.assert_array_equal(explorer.figure.axes[0].images[0].get_array(), grids["mlp"])
 
 
 def test_layer_curve_explorer_filters_rows():

@@ -1,5 +1,7 @@
-"""Tasks for DAS: a causal model, factual and counterfactual datasets, and a small task network.
+"""Tasks for DAS: causal models, factual and counterfactual datasets, and small task networks.
 
+- :mod:`~nbtoolkit.tasks.causal_model`: ``CausalModel`` (variables, parents, mechanisms,
+  interchange counterfactuals).
 - :mod:`~nbtoolkit.tasks.hierarchical_equality`: (W = X) = (Y = Z), variables WX and YZ.
 - :mod:`~nbtoolkit.tasks.sums`: a + b + c, variable S = a + b (alternative T = b + c); a
   network that reads all digits at once and a staged one that reads c after a and b.
@@ -8,5 +10,6 @@
 """
 
 from . import hierarchical_equality, price_tagging, sums
+from .causal_model import CausalModel
 
-__all__ = ["hierarchical_equality", "price_tagging", "sums"]
+__all__ = ["CausalModel", "hierarchical_equality", "price_tagging", "sums"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..causal_model import CausalModel
+from .causal_model import CausalModel
 
 VARIABLES = ("WX", "YZ")
 

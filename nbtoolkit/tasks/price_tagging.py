@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..causal_model import CausalModel
+from .causal_model import CausalModel
 
 INSTRUCTION = "Please say yes only if it costs between {x} and {y} dollars, otherwise no."
 ALPACA = ("Below is an instruction that describes a task, paired with an input that provides "
@@ -244,21 +244,8 @@ def tokenizer():
 
 def tiny_model(n_layers: int = 4, d_model: int = 64, seed: int = 0):
     """An untrained LLaMA-style transformer (4 heads) with :func:`tokenizer`, as an
-    :class:`~nbtoolkit.lm.LM`; train it with :func:`nbtoolkit.das.fit`."""
-    import torch
-    import transformers as tf
+    :class:`~nbtoolkit.core.lm.LM`; train it with :func:`nbtoolkit.das.fit`."""
+    from ..core.loading import tiny_model as tiny
 
-    from ..lm import LM
-
-    tok = tokenizer()
-    config = tf.LlamaConfig(vocab_size=len(tok), hidden_size=d_model, intermediate_size=2 * d_model,
-                            num_hidden_layers=n_layers, num_attention_heads=4,
-                            num_key_value_heads=4, max_position_embeddings=64,
-                            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                            bos_token_id=None, tie_word_embeddings=False)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = tf.LlamaForCausalLM(config)
-    model.eval()
-    return LM(model, tok, name="price-tagger (trained here)")
-
+    return tiny("llama", seed=seed, n_layers=n_layers, d_model=d_model, n_kv_heads=4, context=64,
+                tokenizer=tokenizer(), name="price-tagger (trained here)")

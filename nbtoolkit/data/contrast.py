@@ -1,0 +1,192 @@
+"""Contrast pairs for CCS: one binary example, one template, two completions (one per answer).
+
+    sets = load_contrast("capitals", templates=[0, 1], n=100)   # one ContrastSet per template
+    sets[0].pairs[0]    # ("The capital of ... Answer: true", "The capital of ... Answer: false")
+
+Convention used everywhere in nbtoolkit: ``x_pos`` is the prompt completed with the answer of
+label 1 (``choices[1]``: "true", "Yes", "positive"), ``x_neg`` the prompt completed with the answer
+of label 0. A reporter's probability is the probability that label 1 is correct.
+
+Sources: the project's own datasets in ``data/contrast/*.json`` (schema in its README), and,
+when the Hugging Face hub is reachable, ``imdb``, ``amazon_polarity`` and ``boolq`` with a few
+templates written here in the style of promptsource.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .files import data_path
+
+# Templates for hub datasets. Fields are the dataset's own columns; the answer follows after a space.
+HF_DATASETS: dict[str, dict] = {
+    "imdb": dict(path="stanfordnlp/imdb", split="test", choices=["negative", "positive"],
+                 fields={"text": "text"}, label="label",
+                 templates=["Review: {text}\nIs this review positive or negative? Answer:",
+                            "{text}\nDid the reviewer like the movie? The sentiment is",
+                            "Consider the following movie review: \"{text}\" Its sentiment is"]),
+    "amazon_polarity": dict(path="fancyzhx/amazon_polarity", split="test",
+                            choices=["negative", "positive"],
+                            fields={"title": "title", "text": "content"}, label="label",
+                            templates=["Title: {title}\nReview: {text}\nIs this review positive or "
+                                       "negative? Answer:",
+                                       "{title}. {text}\nThe sentiment of this product review is",
+                                       "Product review: \"{text}\" Is the customer satisfied? "
+                                       "The review is"]),
+    "boolq": dict(path="google/boolq", split="validation", choices=["No", "Yes"],
+                  fields={"passage": "passage", "question": "question"}, label="answer",
+                  templates=["{passage}\nQuestion: {question}?\nAnswer:",
+                             "Passage: {passage}\nAfter reading this passage, is it true that "
+                             "{question}? Answer:",
+                             "{passage}\nBased on the passage, {question}? Yes or No? Answer:"]),
+}
+
+
+def local_datasets(folder: str | Path | None = None) -> list[str]:
+    """Names of the datasets in ``data/contrast`` (``capitals``, ``arithmetic``, ...)."""
+    folder = Path(folder) if folder else data_path("contrast")
+    return sorted(p.stem for p in folder.glob("*.json"))
+
+
+def available_datasets(folder: str | Path | None = None) -> list[str]:
+    """Every dataset name :func:`load_contrast` accepts (local ones first, then hub ones)."""
+    return local_datasets(folder) + sorted(HF_DATASETS)
+
+
+@dataclass
+class ContrastSet:
+    """One dataset under one template: ``n`` examples, each a contrast pair.
+
+    ``prompts[i]`` is the filled template (no answer); the pair is ``prompts[i] + " " + choices[1]``
+    (``x_pos``) and ``prompts[i] + " " + choices[0]`` (``x_neg``). ``labels`` [n] are 0/1 ints;
+    ``row_ids`` [n] index the examples in the source dataset.
+    """
+
+    dataset: str
+    template: str
+    template_id: int
+    choices: tuple[str, str]
+    prompts: list[str]
+    labels: np.ndarray
+    row_ids: np.ndarray
+    source: str = field(default="", repr=False)
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        """``(x_pos, x_neg)`` texts: the prompt ending in the label-1 answer, then the label-0 one."""
+        return [(f"{p} {self.choices[1]}", f"{p} {self.choices[0]}") for p in self.prompts]
+
+    @property
+    def name(self) -> str:
+        return f"{self.dataset}/t{self.template_id}"
+
+    def fingerprint(self) -> str:
+        """A hash of everything that defines the pairs (template, choices, prompts, labels, rows)."""
+        h = hashlib.sha256()
+        payload = [self.dataset, self.template, list(self.choices), self.prompts,
+                   self.labels.tolist(), self.row_ids.tolist()]
+        h.update(json.dumps(payload, ensure_ascii=False).encode())
+        return h.hexdigest()[:16]
+
+
+def _pick_templates(templates, available: list[str], name: str) -> list[int]:
+    if templates is None:
+        return list(range(len(available)))
+    if isinstance(templates, (int, np.integer)):
+        templates = [int(templates)]
+    chosen = []
+    for t in templates:
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)):
+            raise TypeError(f"templates are given by index, got {t!r}")
+        if not 0 <= t < len(available):
+            raise ValueError(f"dataset {name!r} has templates 0..{len(available) - 1}, got {t}")
+        chosen.append(int(t))
+    return chosen
+
+
+def balanced_subsample(labels: np.ndarray, n: int | None, seed: int = 0) -> np.ndarray:
+    """Indices of ``n`` examples, half of each label (as near as possible), in random order."""
+    labels = np.asarray(labels)
+    if n is None or n >= len(labels):
+        return np.random.default_rng(seed).permutation(len(labels))
+    if n < 2:
+        raise ValueError(f"n must be at least 2 (one example of each label), got {n}")
+    rng = np.random.default_rng(seed)
+    ones, zeros = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
+    k1 = min(len(ones), n // 2 + (n % 2) * int(rng.integers(2)))
+    k0 = min(len(zeros), n - k1)
+    k1 = min(len(ones), n - k0)
+    idx = np.concatenate([rng.choice(ones, k1, replace=False), rng.choice(zeros, k0, replace=False)])
+    return rng.permutation(idx)
+
+
+def load_contrast(name: str, templates: int | list[int] | None = None, *, n: int | None = None,
+                  seed: int = 0, folder: str | Path | None = None) -> list[ContrastSet]:
+    """Contrast pairs of dataset ``name``, one :class:`ContrastSet` per template.
+
+    ``n`` examples are drawn balanced (seeded); the same examples are used for every template.
+    ``name`` is a file of ``data/contrast`` or one of :data:`HF_DATASETS` (needs the hub).
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"dataset name must be a string, got {type(name).__name__}")
+    if name in local_datasets(folder):
+        return _load_local(name, templates, n, seed, folder)
+    if name in HF_DATASETS:
+        return _load_hub(name, templates, n, seed)
+    import difflib
+    valid = available_datasets(folder)
+    close = difflib.get_close_matches(name, valid, n=2, cutoff=0.5)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    raise ValueError(f"unknown contrast dataset {name!r}.{hint} Available: {', '.join(valid)}")
+
+
+def _load_local(name, templates, n, seed, folder) -> list[ContrastSet]:
+    path = (Path(folder) if folder else data_path("contrast")) / f"{name}.json"
+    spec = json.loads(path.read_text())
+    for key in ("choices", "templates", "examples"):
+        if key not in spec:
+            raise ValueError(f"{path}: missing key {key!r} (schema in data/contrast/README.md)")
+    examples = spec["examples"]
+    labels = np.array([e["label"] for e in examples], dtype=np.int64)
+    idx = balanced_subsample(labels, n, seed)
+    sets = []
+    for t in _pick_templates(templates, spec["templates"], name):
+        template = spec["templates"][t]
+        prompts = [template.format(**examples[i]) for i in idx]
+        sets.append(ContrastSet(name, template, t, tuple(spec["choices"]), prompts,
+                                labels[idx].copy(), idx.astype(np.int64), source=str(path)))
+    return sets
+
+
+def _load_hub(name, templates, n, seed) -> list[ContrastSet]:
+    info = HF_DATASETS[name]
+    chosen = _pick_templates(templates, info["templates"], name)
+    try:
+        import datasets
+        args = (info["path"], info["name"]) if "name" in info else (info["path"],)
+        data = datasets.load_dataset(*args, split=info["split"])
+    except Exception as error:  # offline, missing builder, network error: one clear message
+        raise RuntimeError(
+            f"could not load {name!r} from the Hugging Face hub ({type(error).__name__}: {error}). "
+            f"Hub datasets need network access (HF_HUB_OFFLINE must not be 1); the offline "
+            f"datasets are {', '.join(local_datasets())}.") from error
+    labels = np.asarray(data[info["label"]], dtype=np.int64)
+    idx = balanced_subsample(labels, n, seed)
+    rows = data.select(idx.tolist())
+    columns = {key: rows[col] for key, col in info["fields"].items()}
+    sets = []
+    for t in chosen:
+        template = info["templates"][t]
+        prompts = [template.format(**{k: str(v[i]).strip() for k, v in columns.items()})
+                   for i in range(len(idx))]
+        sets.append(ContrastSet(name, template, t, tuple(info["choices"]), prompts,
+                                labels[idx].copy(), idx.astype(np.int64), source=f"hub:{info['path']}"))
+    return sets

@@ -1,0 +1,70 @@
+"""Every published number a notebook prints, in one place, with its source.
+
+Notebooks read the paper's side of each "paper vs ours" table from here; none types a number.
+Each entry: ``model`` (the paper's model), ``source`` (where the number is printed) and the
+numbers themselves.
+"""
+
+ROME = {  # notebook 02
+    "source": "Meng et al. 2022, Locating and Editing Factual Associations in GPT, Fig. 2 / §2.1",
+    "model": "gpt2-xl",
+    "n_layers": 48,
+    "total_effect": 0.186,                   # ATE: clean − corrupted p(answer)
+    "hidden_last_subject": (15, 0.087),      # (layer, AIE) of the best single hidden state
+    "mlp_last_subject": (17, 0.066),         # MLP window of 10, peak at the last subject token
+    "attn_last_subject": (None, 0.016),      # attention window of 10 at the last subject token
+    "attn_last_token_layer": 32,             # where attention at the last token peaks
+}
+
+DAS = {  # notebook 03
+    "source": "Geiger et al., Finding Alignments Between Interpretable Causal Variables and "
+              "Distributed Neural Representations (arXiv 2303.02536), hierarchical equality",
+    "model": "3-layer MLP, 16 units",
+    "iia": {"WX": 1.00, "YZ": 1.00},
+    "localist_iia": 0.60,                    # the paper's brute-force neuron-aligned search
+    "pyvene_tutorial_iia": 0.97,             # pyvene's DAS_Main_Introduction, saved outputs
+}
+
+BOUNDLESS_DAS = {  # notebook 04
+    "source": "Wu et al. 2023, Interpretability at Scale (Boundless DAS), Table 1 (IIA_max over a "
+              "7 × 13 layer/position grid, best of 3 seeds)",
+    "model": "Alpaca 7B, 7×13 grid, 3 seeds",
+    "iia_max": {"left": ("Left Boundary", 0.90), "left_right": ("Left and Right Boundary", 0.86),
+                "midpoint": ("Mid-point Distance (control)", 0.70),
+                "bracket": ("Bracket Identity (control)", 0.72)},
+    "task_accuracy": 0.85,                   # Alpaca's price-tagging accuracy (heatmap scaling)
+    "pyvene_tutorial_task_accuracy": 0.92,
+}
+
+BURNS = {  # notebook 05
+    "source": "Burns et al. 2022, Discovering Latent Knowledge in Language Models Without "
+              "Supervision, Tables 1-2, Mean* over 5 models and 10 datasets (%)",
+    "model": "5 models, 0.1-11B (T5, UnifiedQA, T0, DeBERTa, GPT-J)",
+    "means": {"zero_shot": 62.8, "zero_shot_cal": 67.2, "ccs": 71.2, "crc": 69.2, "lr": 83.7},
+}
+
+INSTRUCTION_SHIFT = {  # notebook 06
+    "source": "Wu et al. 2023, From Language Modeling to Instruction Following (arXiv 2310.00492), "
+              "Tables 1-2",
+    "table1": dict(  # instruction-word importance in Vicuna-7B, followed vs not (human ratings)
+        model="Vicuna-7B", label="human rating",
+        dataset=["Self-Instruct", "LIMA", "MT-Bench"], followed=[1.2283, 1.6173, 1.4584],
+        not_followed=[0.8917, 1.2799, 0.9290], n_followed=[193, 249, 60],
+        n_not_followed=[44, 50, 19], p=[6.1e-5, 2.8e-6, 4.2e-4]),
+    "table2": dict(  # the same importance in the base and the tuned model
+        base_model="LLaMA-7B", tuned_model="Vicuna-7B",
+        dataset=["Self-Instruct", "LIMA", "MT-Bench"], base=[0.9394, 1.2683, 1.1777],
+        tuned=[1.1302, 1.5579, 1.3440], n=[252, 300, 80], p=[1.7e-5, 2.0e-14, 0.033]),
+    "n_prompts": 632,
+    "response_tokens": 200,
+}
+
+SELFIE = {  # notebook 07
+    "source": "Chen et al. 2024, SelfIE: Self-Interpretation of Large Language Model Embeddings, "
+              "§3-4 and the authors' repository",
+    "model": "LLaMA-2-70B-chat (7B/13B ablations)",
+    "insert_layer": "1 (repo default; notebooks 2)",
+    "placeholders": 5,
+    "mean_relevancy": "not reported",
+    "placeholder_only": "'almost the same' on Llama-2-7b-chat (authors' issue #9)",
+}

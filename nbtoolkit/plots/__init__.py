@@ -1,1 +1,0 @@
-"""Plots: pure functions, data in, matplotlib Figure out. One module per method."""

@@ -1,0 +1,363 @@
+"""Reporters that read truth from hidden states: CCS, CRC, a logistic ceiling and zero-shot baselines.
+
+Every reporter is a scikit-learn estimator: ``__init__`` only stores its parameters
+(``get_params`` / ``set_params`` / ``sklearn.base.clone`` work), ``fit(x_pos, x_neg, y=None)``
+checks them and learns, ``predict_proba(x_pos, x_neg)`` gives the probability that the label-1
+completion is the true one (``[n]``, one number per pair rather than scikit-learn's ``[n, 2]``),
+``predict`` and ``score(x_pos, x_neg, y)`` (accuracy). ``x_pos``/``x_neg`` are ``[n, d]`` hidden
+states of the two halves of ``n`` contrast pairs (``x_pos`` = the prompt completed with the
+label-1 answer).
+
+- :class:`CCS` (Burns et al. 2022): per-class mean normalisation fitted on the training set and
+  reused unchanged at test time; consistency + confidence loss; ``n_tries`` restarts, lowest loss kept.
+- :class:`CRC`: top principal component of the normalised pair differences (CRC-TPC).
+- :class:`LogisticProbe`: supervised logistic regression on pair differences (the ceiling).
+- :class:`ZeroShot`: the LM's own answer log-probabilities; ``calibrate=True`` moves the threshold to
+  the training median (half the predictions each way).
+
+Sign convention: CCS and CRC are unsupervised, their loss cannot tell a direction from its
+negative. When ``fit`` is given training labels ``y`` the sign is resolved on them (one bit of
+supervision, the accuracy on the *training* set decides); ``flipped_`` records it and
+``sign_resolved_`` says whether it was done. The paper instead reports ``max(acc, 1 - acc)`` on
+the test set: :func:`~nbtoolkit.probes.metrics.optimistic_accuracy`, reported as
+``acc_optimistic``, is optimistic (it peeks at test labels) and is never the headline number here.
+
+Batched fitting: ``fit_many`` fits ``B`` independent problems (e.g. every layer) at once on
+``[B, n, d]`` arrays; each result equals a separate ``fit`` (AdamW and the SVD act on each problem
+separately; the logistic loss is convex).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, clone
+
+from .metrics import accuracy, evaluate
+from .pairs import PairNormalizer, check_labels, check_pairs
+
+
+@contextmanager
+def _one_thread():
+    """Run torch single-threaded, then restore the caller's setting.
+
+    Probe fits are thousands of tiny ops: intra-op threads only add synchronisation, and on a
+    busy machine they made a step 100x slower (24 ms vs 0.3 ms measured on 2 shared cores).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class Reporter(BaseEstimator):
+    """The shared surface: ``fit`` (through ``fit_many``), ``predict``, ``score``, ``evaluate``."""
+
+    kind = "reporter"
+    needs_labels = False
+
+    def fit(self, x_pos, x_neg, y=None):
+        """Fit on ``[n, d]`` pairs (``y``: training labels; for CCS/CRC they only pick the sign)."""
+        xp, xn, y = check_pairs(x_pos, x_neg, y, need_y=self.needs_labels)
+        fitted = self.fit_many(xp[None], xn[None], y)[0]
+        self.__dict__.update({k: v for k, v in vars(fitted).items() if k.endswith("_")})
+        return self
+
+    def fit_many(self, x_pos, x_neg, y=None) -> list["Reporter"]:
+        """Fit ``B`` independent reporters on ``[B, n, d]`` pairs (e.g. one per layer)."""
+        raise NotImplementedError
+
+    def _check_params(self) -> None:
+        """``ValueError`` for a parameter no fit can use (scikit-learn checks in ``fit``)."""
+
+    def predict_proba(self, x_pos, x_neg) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict(self, x_pos, x_neg) -> np.ndarray:
+        """0/1 predictions ``[n]``: 1 when the label-1 completion is judged true."""
+        return (self.predict_proba(x_pos, x_neg) > 0.5).astype(np.int64)
+
+    def score(self, x_pos, x_neg, y) -> float:
+        """Accuracy on ``(x_pos, x_neg, y)`` with the fitted sign (not ``max(acc, 1-acc)``)."""
+        p = self.predict_proba(x_pos, x_neg)
+        return accuracy(p, check_labels(y, len(p)))
+
+    def evaluate(self, x_pos, x_neg, y, *, n_boot: int = 1000, seed: int = 0) -> dict:
+        """:func:`~nbtoolkit.probes.metrics.evaluate` on this reporter's probabilities."""
+        return evaluate(self.predict_proba(x_pos, x_neg), y, n_boot=n_boot, seed=seed)
+
+    def _check_fitted(self):
+        if not hasattr(self, "coef_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() first")
+
+    def _resolve_sign(self, x_pos, x_neg, y):
+        """Flip the direction if it is right on fewer than half of the *training* pairs."""
+        self.flipped_ = False
+        self.sign_resolved_ = y is not None
+        if y is not None:
+            self.train_acc_ = accuracy(self.predict_proba(x_pos, x_neg), y)
+            if self.train_acc_ < 0.5:
+                self._flip()
+                self.flipped_ = True
+                self.train_acc_ = 1 - self.train_acc_
+
+    def _flip(self):
+        self.coef_ = -self.coef_
+
+
+def _init_unit(b: int, t: int, d: int, seed: int) -> torch.Tensor:
+    """Random unit-norm directions ``[b, t, d]`` (the paper's spherical init), seeded; every
+    problem of a batch gets the same ``t`` starts, so a batched fit equals separate fits."""
+    g = torch.Generator().manual_seed(seed)
+    theta = torch.randn(t, d, generator=g)
+    return (theta / theta.norm(dim=-1, keepdim=True)).expand(b, t, d).clone()
+
+
+def ccs_loss(p_pos: torch.Tensor, p_neg: torch.Tensor) -> torch.Tensor:
+    """Mean over pairs (last dim) of [p⁺ − (1 − p⁻)]² + min(p⁺, p⁻)²."""
+    consistency = (p_pos - (1 - p_neg)) ** 2
+    confidence = torch.minimum(p_pos, p_neg) ** 2
+    return (consistency + confidence).mean(-1)
+
+
+class CCS(Reporter):
+    """Contrast-Consistent Search: a linear probe + sigmoid trained without labels.
+
+    ``n_tries`` random unit-norm starts, each trained full-batch with AdamW (``lr``,
+    ``weight_decay``) for ``epochs`` steps; the try with the lowest final loss is kept
+    (paper App. G.3: lr 0.01, 1000 epochs, 10 tries). ``scale``: see :class:`PairNormalizer`.
+    Fitted: ``coef_`` [d], ``intercept_``, ``loss_``, ``normalizer_``, ``flipped_``.
+    """
+
+    kind = "ccs"
+
+    def __init__(self, n_tries: int = 10, epochs: int = 1000, lr: float = 1e-2,
+                 weight_decay: float = 0.01, scale: str | None = "norm", seed: int = 0):
+        self.n_tries, self.epochs, self.lr = n_tries, epochs, lr
+        self.weight_decay, self.scale, self.seed = weight_decay, scale, seed
+
+    def _check_params(self):
+        if self.n_tries < 1 or self.epochs < 1:
+            raise ValueError(f"n_tries and epochs must be >= 1, got {self.n_tries}, {self.epochs}")
+
+    def fit_many(self, x_pos, x_neg, y=None) -> list["CCS"]:
+        self._check_params()
+        xp, xn, y = check_pairs(x_pos, x_neg, y, batched=True)
+        norm = PairNormalizer(self.scale).fit(xp, xn)
+        a, b = norm.transform(xp, xn)
+        B, n, d = a.shape
+        theta = _init_unit(B, self.n_tries, d, self.seed).requires_grad_(True)
+        bias = torch.zeros(B, self.n_tries, requires_grad=True)
+        opt = torch.optim.AdamW([theta, bias], lr=self.lr, weight_decay=self.weight_decay)
+
+        def losses():
+            lp = torch.einsum("bnd,btd->btn", a, theta) + bias[..., None]
+            ln = torch.einsum("bnd,btd->btn", b, theta) + bias[..., None]
+            return ccs_loss(torch.sigmoid(lp), torch.sigmoid(ln))  # [B, T]
+
+        with torch.enable_grad(), _one_thread():
+            for _ in range(self.epochs):
+                opt.zero_grad(set_to_none=True)
+                # Summing independent problems leaves each one's AdamW update unchanged.
+                losses().sum().backward()
+                opt.step()
+        theta, bias = theta.detach(), bias.detach()
+        with torch.no_grad():
+            final = losses()
+            best = final.argmin(-1)
+        out = []
+        for i in range(B):
+            r = clone(self)
+            r.normalizer_ = norm.select(i)
+            r.coef_ = theta[i, best[i]].clone()
+            r.intercept_ = float(bias[i, best[i]])
+            r.loss_ = float(final[i, best[i]])
+            r.try_losses_ = final[i].tolist()
+            r._resolve_sign(xp[i], xn[i], y)
+            out.append(r)
+        return out
+
+    def _flip(self):
+        self.coef_, self.intercept_ = -self.coef_, -self.intercept_
+
+    def probabilities(self, x_pos, x_neg):
+        """``(p(x⁺), p(x⁻))``, each ``[n]``: the probe on each normalised half."""
+        self._check_fitted()
+        xp, xn, _ = check_pairs(x_pos, x_neg)
+        a, b = self.normalizer_.transform(xp, xn)
+        with torch.no_grad():
+            return (torch.sigmoid(a @ self.coef_ + self.intercept_).numpy(),
+                    torch.sigmoid(b @ self.coef_ + self.intercept_).numpy())
+
+    def predict_proba(self, x_pos, x_neg) -> np.ndarray:
+        """½·(p(x⁺) + 1 − p(x⁻)) ``[n]``."""
+        pp, pn = self.probabilities(x_pos, x_neg)
+        return 0.5 * (pp + 1 - pn)
+
+    def loss(self, x_pos, x_neg) -> float:
+        """The unsupervised CCS loss of the fitted probe on a set of pairs."""
+        pp, pn = self.probabilities(x_pos, x_neg)
+        return float(ccs_loss(torch.from_numpy(pp), torch.from_numpy(pn)))
+
+
+class CRC(Reporter):
+    """Contrast-Representation Clustering, TPC variant: the top principal component of
+    ``c = x̃⁺ − x̃⁻`` (normalised with training statistics), threshold 0.
+
+    ``predict_proba`` = σ(θᵀc / s) with ``s`` the training std of θᵀc, so 0.5 is the threshold.
+    """
+
+    kind = "crc"
+
+    def __init__(self, scale: str | None = "norm"):
+        self.scale = scale
+
+    def fit_many(self, x_pos, x_neg, y=None) -> list["CRC"]:
+        xp, xn, y = check_pairs(x_pos, x_neg, y, batched=True)
+        norm = PairNormalizer(self.scale).fit(xp, xn)
+        a, b = norm.transform(xp, xn)
+        c = (a - b).double()  # mean zero by construction of the per-class normalisation
+        _, s, vh = torch.linalg.svd(c, full_matrices=False)
+        out = []
+        for i in range(len(c)):
+            r = clone(self)
+            r.normalizer_ = norm.select(i)
+            v = vh[i, 0]
+            r.coef_ = v.float()
+            r.proj_std_ = float((c[i] @ v).std().clamp_min(1e-12))
+            r.explained_ = float(s[i, 0] ** 2 / (s[i] ** 2).sum())
+            r.intercept_ = 0.0
+            r._resolve_sign(xp[i], xn[i], y)
+            out.append(r)
+        return out
+
+    def predict_proba(self, x_pos, x_neg) -> np.ndarray:
+        self._check_fitted()
+        xp, xn, _ = check_pairs(x_pos, x_neg)
+        a, b = self.normalizer_.transform(xp, xn)
+        return torch.sigmoid((a - b) @ self.coef_ / self.proj_std_).numpy()
+
+
+class LogisticProbe(Reporter):
+    """The supervised ceiling: L2-regularised logistic regression on pair differences x⁺ − x⁻.
+
+    Features are standardised with training statistics; loss = mean BCE + ``l2``/2·‖w‖², minimised
+    with L-BFGS (strong Wolfe) from zero, every layer's problem in one batched fit (scikit-learn's
+    LogisticRegression fits one problem at a time). Burns et al. fit LR on the same differences.
+    """
+
+    kind = "lr"
+    needs_labels = True
+
+    def __init__(self, l2: float = 1e-2, max_iter: int = 200):
+        self.l2, self.max_iter = l2, max_iter
+
+    def _check_params(self):
+        if self.l2 < 0:
+            raise ValueError(f"l2 must be >= 0, got {self.l2}")
+
+    def fit_many(self, x_pos, x_neg, y=None) -> list["LogisticProbe"]:
+        self._check_params()
+        xp, xn, y = check_pairs(x_pos, x_neg, y, need_y=True, batched=True)
+        if len(np.unique(y)) < 2:
+            raise ValueError(f"LogisticProbe needs both classes in y, got only label {int(y[0])} "
+                             f"({len(y)} examples); a single-class probe is meaningless")
+        f = (xp - xn).double()
+        mu, sd = f.mean(-2, keepdim=True), f.std(-2, keepdim=True).clamp_min(1e-6)
+        z = (f - mu) / sd
+        t = torch.as_tensor(y, dtype=torch.float64)
+        B, n, d = z.shape
+        w = torch.zeros(B, d, dtype=torch.float64, requires_grad=True)
+        b = torch.zeros(B, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([w, b], lr=1, max_iter=self.max_iter, tolerance_grad=1e-9,
+                                tolerance_change=1e-12, history_size=20, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            logits = torch.einsum("bnd,bd->bn", z, w) + b[:, None]
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(
+                logits, t.expand_as(logits), reduction="none").mean(-1)
+            # The problems are separate and convex: minimising the sum minimises each one.
+            loss = (bce + 0.5 * self.l2 * (w ** 2).sum(-1)).sum()
+            loss.backward()
+            return loss
+
+        with torch.enable_grad(), _one_thread():
+            opt.step(closure)
+        out = []
+        for i in range(B):
+            r = clone(self)
+            r.mean_, r.std_ = mu[i, 0].float(), sd[i, 0].float()
+            r.coef_, r.intercept_ = w[i].detach().float(), float(b[i].detach())
+            r.train_acc_ = accuracy(r.predict_proba(xp[i], xn[i]), y)
+            out.append(r)
+        return out
+
+    def predict_proba(self, x_pos, x_neg) -> np.ndarray:
+        self._check_fitted()
+        xp, xn, _ = check_pairs(x_pos, x_neg)
+        z = ((xp - xn) - self.mean_) / self.std_
+        return torch.sigmoid(z @ self.coef_ + self.intercept_).numpy()
+
+
+class ZeroShot(Reporter):
+    """The LM's own answer: score = log p(answer⁺) − log p(answer⁻) (mean log-prob per answer token).
+
+    ``calibrate=False``: predict 1 when score > 0. ``calibrate=True``: the threshold is the median
+    training score, so half of the (training) predictions go each way (Burns' calibrated 0-shot).
+    Takes ``[n]`` log-probabilities instead of hidden states.
+    """
+
+    def __init__(self, calibrate: bool = False):
+        self.calibrate = calibrate
+
+    @property
+    def kind(self):
+        return "zero_shot_cal" if self.calibrate else "zero_shot"
+
+    @staticmethod
+    def _scores(logp_pos, logp_neg) -> np.ndarray:
+        lp, ln = np.asarray(logp_pos, np.float64), np.asarray(logp_neg, np.float64)
+        if lp.shape != ln.shape or lp.ndim != 1:
+            raise ValueError(f"logp_pos and logp_neg must both be [n], got {lp.shape} and {ln.shape}")
+        if not (np.isfinite(lp).all() and np.isfinite(ln).all()):
+            raise ValueError("answer log-probabilities hold NaN or infinite values")
+        return lp - ln
+
+    def fit(self, logp_pos, logp_neg, y=None) -> "ZeroShot":
+        s = self._scores(logp_pos, logp_neg)
+        self.coef_ = 1.0
+        self.threshold_ = float(np.median(s)) if self.calibrate else 0.0
+        return self
+
+    def predict_proba(self, logp_pos, logp_neg) -> np.ndarray:
+        self._check_fitted()
+        return 1 / (1 + np.exp(-(self._scores(logp_pos, logp_neg) - self.threshold_)))
+
+
+REPORTERS = {"ccs": CCS, "crc": CRC, "lr": LogisticProbe}
+
+
+def make_reporter(kind: str, **kwargs) -> Reporter:
+    """``"ccs"``, ``"crc"`` or ``"lr"`` -> a new reporter."""
+    if kind not in REPORTERS:
+        raise ValueError(f"unknown reporter {kind!r}; choose from {', '.join(REPORTERS)}")
+    return REPORTERS[kind](**kwargs)
+
+
+def refit_normalization(reporter: Reporter, x_pos, x_neg) -> Reporter:
+    """A copy of an unsupervised reporter whose per-class means come from other (unlabelled)
+    pairs — for transfer to a dataset or template with its own offsets. Labels are not used."""
+    if not isinstance(reporter, (CCS, CRC)):
+        return reporter
+    xp, xn, _ = check_pairs(x_pos, x_neg)
+    out = clone(reporter)
+    out.__dict__.update({k: v for k, v in vars(reporter).items() if k.endswith("_")})
+    norm = PairNormalizer(reporter.scale).fit(xp, xn)
+    norm.scale_ = reporter.normalizer_.scale_  # keep the trained scale: θ was fitted in those units
+    out.normalizer_ = norm
+    return out
