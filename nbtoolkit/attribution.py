@@ -21,9 +21,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .core.anatomy import require
 from .core.hooks import capture
 from .core.lm import position_ids
 from .core.modes import eval_mode
+
+SUPPORTED_KINDS = ("decoder",)  # gradients of next-token probabilities
 
 
 @dataclass
@@ -113,6 +116,7 @@ def input_output_attribution(lm, prompt: str, response: str, *, batch_size: int 
     ``max_response_tokens`` keeps only the first response tokens (a CPU budget; the paper uses
     all of them, up to 200). Returns an :class:`Attribution` with ``scores`` ``[prompt_tokens, response_tokens]``.
     """
+    require(lm.model, "input-output attribution", SUPPORTED_KINDS)
     if not isinstance(prompt, str) or not isinstance(response, str):
         raise TypeError(f"prompt and response must be strings, got {type(prompt).__name__} and "
                         f"{type(response).__name__}")

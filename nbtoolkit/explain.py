@@ -15,9 +15,13 @@ one per intermediate neuron. Their principal directions, matched to the normalis
 (unembedding) vectors of words, name what a layer writes. Gemma-3 normalises the FFN output
 before the residual; its post-norm gain is folded into the value vectors.
 
-Weights are read through the anatomy (:func:`nbtoolkit.core.anatomy.weight`): families whose
-table names separate query/key projections, the attention's input norm and the MLP's output
-projection are supported (:data:`SUPPORTED_FAMILIES`).
+Weights are read through the anatomy (:func:`nbtoolkit.core.anatomy.weight`); decoder families
+only. Attention word pairs need separate query/key projections and an RMSNorm at the attention's
+input, whose gain is folded in as the paper does (:data:`ATTENTION_FAMILIES`): fused projections
+(GPT-2, GPT-NeoX, Phi-3's qkv) are refused, not sliced, and so are LayerNorm families (GPT-J, OPT,
+Phi: their norm also centres and shifts, which a gain cannot fold) and OLMo-2 (no input norm; its
+query/key norms span all heads). FFN concepts need the MLP's output projection
+(:data:`FFN_FAMILIES`; not GPT-2's Conv1D, GPT-NeoX's, or Mixtral's fused experts).
 """
 
 from __future__ import annotations
@@ -28,10 +32,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .core.anatomy import config_value, families_with, has_weights, weight
+from .core.anatomy import config_value, families_of_kind, families_with, family_of, weight
 
-WEIGHTS = ("query", "key", "attn_norm", "mlp_values")  # what the explanations read
-SUPPORTED_FAMILIES = tuple(families_with(WEIGHTS))
+ATTENTION_WEIGHTS = ("query", "key", "attn_norm")  # what attention word pairs read
+FFN_WEIGHTS = ("mlp_values",)                     # what FFN concepts read
+ATTENTION_FAMILIES = tuple(f for f in families_with(ATTENTION_WEIGHTS, norm="rms")
+                           if f in families_of_kind(["decoder"]))
+FFN_FAMILIES = tuple(f for f in families_with(FFN_WEIGHTS) if f in families_of_kind(["decoder"]))
+SUPPORTED_FAMILIES = tuple(f for f in ATTENTION_FAMILIES if f in FFN_FAMILIES)  # both explanations
 
 # The paper's 38 instruction verbs (Table 3).
 INSTRUCTION_VERBS = (
@@ -59,10 +67,11 @@ LINGUISTIC_LEVELS = ("semantic", "syntax", "morphology", "phonology")
 
 # ------------------------------------------------------------------ shared pieces
 
-def _check_layer(lm, layer: int) -> None:
-    if not has_weights(lm.model, WEIGHTS):
-        raise ValueError(f"family {lm.family!r} is not supported; weight-based explanations need "
-                         f"separate query/key projections: {', '.join(SUPPORTED_FAMILIES)}")
+def _check_layer(lm, layer: int, what: str, families: tuple[str, ...]) -> None:
+    if family_of(lm.model) not in families:
+        raise ValueError(f"family {lm.family!r} is not supported: {what} read weights that only "
+                         f"these families keep separate: {', '.join(families)} (see "
+                         f"nbtoolkit.explain's docstring)")
     if not isinstance(layer, int) or isinstance(layer, bool) or not 0 <= layer < lm.n_layers:
         raise ValueError(f"layer must be an int in 0..{lm.n_layers - 1}, got {layer!r}")
 
@@ -155,7 +164,7 @@ def head_query_key(lm, layer: int, head: int, vectors: torch.Tensor) -> tuple[to
 
     ``vectors`` ``[n, d_model]`` -> ``(Hq, Hk)``, each ``[n, d_head]`` float64.
     """
-    _check_layer(lm, layer)
+    _check_layer(lm, layer, "attention word pairs", ATTENTION_FAMILIES)
     wq, wk = weight(lm.model, layer, "query"), weight(lm.model, layer, "key")
     n_heads = config_value(lm.model, "n_heads")
     n_kv = config_value(lm.model, "n_kv_heads")
@@ -274,7 +283,7 @@ def ffn_components(lm, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
     directions in the residual space (rows, strongest first) and explained-variance ratios
     (``S^2 / (n - 1)``, normalised to sum 1).
     """
-    _check_layer(lm, layer)
+    _check_layer(lm, layer, "FFN concepts", FFN_FAMILIES)
     values = weight(lm.model, layer, "mlp_values").weight.detach().double().cpu().T  # [d_ffn, d_model]
     out_norm = weight(lm.model, layer, "mlp_values_norm")
     if out_norm is not None:  # e.g. Gemma-3 scales the FFN output per dim

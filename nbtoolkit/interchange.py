@@ -2,7 +2,9 @@
 
 For every layer and position, the base run gets the source run's activation at one site
 (``layer.{i}``, ``layer.{i}.mlp`` or ``layer.{i}.attn``) and a metric of the base run's
-next-token distribution is read. All positions of one layer share one batched forward.
+prediction is read: the next-token distribution of a causal LM, the class distribution of a
+sequence classifier (an encoder with an MNLI head). All positions of one layer share one batched
+forward.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .core.anatomy import SWEEP_KINDS, site_name
+from .core.anatomy import SWEEP_KINDS, require, site_name
 from .core.hooks import capture, patch
 from .core.interventions import Set
+from .core.lm import prediction_logits
+
+SUPPORTED_KINDS = ("decoder", "encoder")  # with a prediction: the next token or a class
 
 
 @dataclass
@@ -54,8 +59,10 @@ def interchange_sweep(lm, base: str, source: str, metric: Callable[[torch.Tensor
                       kind: str = "hidden", layers=None) -> InterchangeResult:
     """Patch ``source``'s activation into ``base`` at every (position, layer) of one site kind.
 
-    ``metric(probs [batch, vocab]) -> [batch]``. Both prompts must have the same token count.
+    ``metric(probs [batch, vocab or classes]) -> [batch]``. Both prompts must have the same
+    token count.
     """
+    require(lm.model, "interchange sweeps", SUPPORTED_KINDS)
     if kind not in SWEEP_KINDS:
         raise ValueError(f"kind must be one of {list(SWEEP_KINDS)}, got {kind!r}")
     base_batch, source_batch = lm.encode(base), lm.encode(source)
@@ -80,4 +87,4 @@ def interchange_sweep(lm, base: str, source: str, metric: Callable[[torch.Tensor
 
 
 def _last_probs(lm, batch) -> torch.Tensor:
-    return lm.model(**batch, logits_to_keep=1).logits[:, -1].float().softmax(-1)
+    return prediction_logits(lm.model, batch, purpose="interchange_sweep").float().softmax(-1)

@@ -29,7 +29,7 @@ from typing import Sequence
 import pandas as pd
 import torch
 
-from .core.anatomy import check_layers, residual_site, site_name
+from .core.anatomy import check_layers, require, residual_site, site_name
 from .core.hooks import capture, patch
 from .core.interventions import Overlay, check_overlay
 from .core.kv_cache import cache_kwarg, cache_of, repeat_rows
@@ -38,6 +38,7 @@ PLACEHOLDER = "{x}"  # marks a placeholder in a template string
 FILL = "_"           # the text written where each placeholder was (one token per placeholder)
 N_PLACEHOLDERS = 5   # the paper's default
 REPLY = "Sure, I will summarize the message:"  # the repo's default start of the answer
+SUPPORTED_KINDS = ("decoder",)  # the model speaks: greedy generation
 
 
 @dataclass
@@ -147,6 +148,7 @@ def interpret(lm, prompt: str, *, tokens: Sequence[int] | None = None,
     placeholder-only generation's at the same step. ``frame.attrs`` holds ``baseline`` (that
     generation's text), ``template`` (the prompt text) and ``positions`` (placeholder tokens).
     """
+    require(lm.model, "SelfIE", SUPPORTED_KINDS)
     n_layers = lm.n_layers
     prompt_tokens = lm.tokens(prompt) if isinstance(prompt, str) and prompt else None
     if prompt_tokens is None:
@@ -213,6 +215,7 @@ def insertion(interp: InterpretationPrompt, vectors: torch.Tensor | None, *, ins
 
 def baseline(lm, template: str | None = None, *, max_new_tokens: int = 20) -> str:
     """The interpretation prompt's own greedy continuation, placeholders left alone."""
+    require(lm.model, "SelfIE", SUPPORTED_KINDS)
     interp = build_prompt(lm, template)
     return _decode(lm, _generate(lm, interp, None, "normalized", 0.0, 0, 1, max_new_tokens)[0][0])
 

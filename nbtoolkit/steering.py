@@ -18,9 +18,12 @@ from typing import Mapping, Sequence
 import pandas as pd
 import torch
 
+from .core.anatomy import require
 from .core.hooks import capture, patch
 from .core.interventions import Add
 from .core.lm import masked_mean
+
+SUPPORTED_KINDS = ("decoder",)  # steered generation; directions are read from encoders too
 
 
 def mean_activation(lm, prompts: Sequence[str], site: str, *, reduce: str = "mean",
@@ -30,6 +33,7 @@ def mean_activation(lm, prompts: Sequence[str], site: str, *, reduce: str = "mea
     ``reduce="mean"`` averages each prompt over its tokens (padding excluded) first;
     ``reduce="last"`` takes each prompt's last token.
     """
+    require(lm.model, "steering directions", ("decoder", "encoder"), raw_paths=True)
     prompts = _prompts(prompts)
     if reduce not in ("mean", "last"):
         raise ValueError(f"reduce must be 'mean' or 'last', got {reduce!r}")
@@ -65,6 +69,7 @@ def steer(lm, prompts: str | Sequence[str], vector: torch.Tensor, site: str, *,
           max_new_tokens: int = 20) -> list[str]:
     """Greedy generations with ``scale * vector`` added at ``site`` (see the module docstring
     for ``prompt_only`` and ``at``)."""
+    require(lm.model, "steering", SUPPORTED_KINDS, raw_paths=True)
     _check_vector(lm, vector)
     with patch(lm, {site: Add(vector, at=at, scale=scale)}, prompt_only=prompt_only):
         return lm.generate(_prompts(prompts), max_new_tokens=max_new_tokens)
@@ -96,6 +101,7 @@ def word_probs(lm, prompts: Sequence[str], words: Mapping[str, Sequence[str]],
     ``words`` maps a group name to words (each word's first token counts, e.g. ``" great"``).
     Columns ``prompt, scale, group, prob`` (the summed probability of the group's tokens).
     """
+    require(lm.model, "steering", SUPPORTED_KINDS, raw_paths=True)
     prompts = _prompts(prompts)
     _check_vector(lm, vector)
     if not words:

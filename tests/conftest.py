@@ -5,12 +5,21 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 from nbtoolkit import load_model, tiny_model  # noqa: E402
-from nbtoolkit.core.loading import TINY_FAMILIES  # noqa: E402
+from nbtoolkit.core.anatomy import families_of_kind  # noqa: E402
+
+DECODERS = families_of_kind(["decoder"])  # every decoder family: tiny_model builds each offline
+ENCODERS = families_of_kind(["encoder"])
 
 
-@pytest.fixture(scope="session", params=TINY_FAMILIES)
+@pytest.fixture(scope="session", params=DECODERS)
 def tiny(request):
-    """A tiny random model of every supported family."""
+    """A tiny random model of every decoder family."""
+    return tiny_model(request.param)
+
+
+@pytest.fixture(scope="session", params=ENCODERS)
+def tiny_encoder(request):
+    """A tiny random masked LM of every encoder family."""
     return tiny_model(request.param)
 
 

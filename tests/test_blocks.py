@@ -4,15 +4,13 @@ the whole forward (with and without a KV cache); the model comes back as it was.
 import pytest
 import torch
 
-from conftest import hook_count
+from conftest import DECODERS, hook_count
 from nbtoolkit import capture, tiny_model
 from nbtoolkit.core.kv_cache import cache_kwarg, cache_of
 from nbtoolkit.core.blocks import body, run_blocks
 
-FAMILIES = ["gpt2", "gpt_neox", "llama", "mistral", "qwen2", "gemma3"]
 
-
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", DECODERS)
 def test_slices_of_blocks_equal_the_whole_forward(family):
     lm = tiny_model(family, seed=1)
     L = lm.n_layers

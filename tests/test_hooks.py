@@ -12,14 +12,19 @@ PROMPTS = ["The capital of Spain is", "The capital of Italy is"]
 
 def forward_replacing(lm, module, edit, batch):
     """Reference: run the model with ``module.forward`` wrapped so its output passes through
-    ``edit`` (no hooks involved)."""
+    ``edit`` (no hooks involved). A module running on flattened rows [batch·seq, d] (OPT's MLP)
+    has its output viewed as [batch, seq, d] for ``edit``."""
     original = module.forward
+    shape = batch["input_ids"].shape
+
+    def edit_rows(out):
+        return edit(out.view(*shape, -1)).reshape(out.shape) if out.dim() == 2 else edit(out)
 
     def replaced(*args, **kwargs):
         out = original(*args, **kwargs)
         if torch.is_tensor(out):
-            return edit(out)
-        return (edit(out[0]), *out[1:])
+            return edit_rows(out)
+        return (edit_rows(out[0]), *out[1:])
 
     module.forward = replaced
     try:

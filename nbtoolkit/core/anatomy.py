@@ -5,7 +5,9 @@ This is the only file in nbtoolkit that names a model's internals. Methods speak
 
 Site names, the same for every family (built by :func:`site_name`, read back by :func:`parse_site`):
 
-    embed               token-embedding output (before position embeddings)   [batch, seq, d_model]
+    embed               token embeddings (before position embeddings)         [batch, seq, d_model]
+    positions           absolute position embeddings added to them, where the
+                        family has them (GPT-2, OPT, BERT, RoBERTa)           [batch, seq, d_model]
     layer.{i}.in        residual stream entering block i                      [batch, seq, d_model]
     layer.{i}           residual stream leaving block i                       [batch, seq, d_model]
     layer.{i}.attn      attention output, the term added to the residual     [batch, seq, d_model]
@@ -13,48 +15,84 @@ Site names, the same for every family (built by :func:`site_name`, read back by 
     layer.{i}.attn.heads  per-head attention outputs, the input of the output
                         projection split by head                              [batch, seq, n_heads, d_head]
     final_norm          output of the final normalisation                     [batch, seq, d_model]
-    logits              the LM head's output                                  [batch, seq, vocab]
+    logits              the head's output: an LM head's                       [batch, seq, vocab]
+                        or a sequence classifier's                            [batch, classes]
 
 Layers, one numbering everywhere: **layer i is block i** (0 … n_layers − 1), and "the hidden
 state at layer i" is the residual stream leaving it (site ``layer.{i}``). Where a table or a
 method also reads the embeddings (CCS layer sweeps, SelfIE), they are **layer −1**, site ``embed``
 (:func:`residual_site`). Hugging Face's ``hidden_states[i + 1]`` is our layer i.
 
+Encoder-decoders (T5) have two stacks, named by a prefix: ``encoder.layer.{i}.mlp``,
+``decoder.layer.{i}``, ``decoder.layer.{i}.cross_attn`` (the cross-attention's term),
+``encoder.embed`` / ``decoder.embed`` (the embeddings entering the stack), ``encoder.final_norm``.
+
+What ``attn`` and ``mlp`` are, per block layout (:attr:`Family.block`): in a pre-norm block the
+block's output is ``in + attn + mlp``; in a parallel block (GPT-J, GPT-NeoX, Phi) both read one
+norm of ``in`` and the sum is the same; Gemma-2/3 and OLMo-2 normalise each term before adding
+it, so there the sites are the outputs of those post-norms (the sum still holds); in a post-norm
+block (BERT, RoBERTa, DeBERTa) the sites are the terms before each Add & Norm:
+``out = norm2(norm1(in + attn) + mlp)``. Mixtral's ``mlp`` is the whole sparse (mixture of
+experts) block's output. Gemma-2's ``logits`` are before its final soft-capping.
+
 Any other string is taken as a raw module path (``"model.layers.3.mlp"``), read at its output.
-Gemma-3 normalises the attention and MLP outputs before adding them to the residual stream, so
-there ``layer.{i}.attn`` / ``layer.{i}.mlp`` are the outputs of those post-norms.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Sequence
 
 import torch
+
+MODEL_KINDS = ("decoder", "encoder", "encoder-decoder")
 
 
 @dataclass(frozen=True)
 class Family:
     """Where things live in one family's Hugging Face model.
 
-    Module paths: ``layers`` (the block list) and ``final_norm`` from the model's root; the rest
-    inside a block: ``attn`` / ``mlp`` (the terms added to the residual stream), ``heads`` (the
-    attention output projection, whose input is split by head). ``positions``: an absolute position
-    embedding added to the token embeddings, if the family has one. Weights read by
-    weight-based explanations (``None`` where the family fuses or lacks them): ``query``,
-    ``key`` (the query/key projections), ``attn_norm`` (the attention's input norm),
+    Module paths start at the model's body (``model.base_model``, so they hold for every head):
+    ``layers`` (the block list) and ``final_norm`` (``None``: the blocks end with a norm); inside
+    a block ``attn`` / ``mlp`` (the terms added to the residual stream), ``heads`` (the attention
+    output projection, whose input is split by head), ``cross_attn`` (a decoder's cross-attention).
+    ``kind``: ``"decoder"``, ``"encoder"`` or ``"encoder-decoder"`` (then ``decoder`` holds the
+    decoder stack's table). ``block``: how the terms reach the residual stream (``"pre-norm"``,
+    ``"parallel"``, ``"post-norm"``: see the module docstring); ``norm``: ``"rms"`` or
+    ``"layer"`` (LayerNorm, which also centres).
+
+    Positions: ``positions`` an absolute position embedding added to the token embeddings (the
+    table's row of position 0 is ``position_offset``: 2 for OPT and RoBERTa); ``position_ids``
+    whether the forward takes position ids counted from 0 (RoBERTa counts them itself from the
+    padding, T5 has relative positions only). Oddities: ``embed_in`` a projection from the token
+    embeddings to ``d_model`` (OPT-350m); ``flat_mlp`` the MLP runs on ``[batch·seq, d]`` rows
+    (OPT); ``first_block_out`` a module that rewrites block 0's output (DeBERTa-v2's convolution).
+
+    Weights read by weight-based explanations (``None`` where the family fuses or lacks them):
+    ``query``, ``key`` (the query/key projections), ``attn_norm`` (the attention's input norm),
     ``query_norm`` / ``key_norm`` (per-head query/key norms), ``mlp_values`` (the MLP's output
     projection: one value vector per neuron), ``mlp_values_norm`` (a norm applied to the MLP
     output before the residual).
     """
 
     layers: str
-    final_norm: str
     attn: str
     mlp: str
     heads: str
+    final_norm: str | None = None
+    kind: str = "decoder"
+    block: str = "pre-norm"
+    norm: str = "rms"
+    cross_attn: str | None = None
+    decoder: Family | None = None
     positions: str | None = None
+    position_offset: int = 0
+    position_ids: bool = True
+    embed_in: str | None = None
+    flat_mlp: bool = False
+    first_block_out: str | None = None
     query: str | None = None
     key: str | None = None
     attn_norm: str | None = None
@@ -64,33 +102,82 @@ class Family:
     mlp_values_norm: str | None = None
 
 
-_LLAMA = Family(layers="model.layers", final_norm="model.norm", attn="self_attn", mlp="mlp",
+_LLAMA = Family(layers="layers", final_norm="norm", attn="self_attn", mlp="mlp",
                 heads="self_attn.o_proj", query="self_attn.q_proj", key="self_attn.k_proj",
                 attn_norm="input_layernorm", mlp_values="mlp.down_proj")
+# Gemma-2/3 and OLMo-2 normalise each sublayer's output before adding it: the sites are those norms
+_POST_NORMED = dict(attn="post_attention_layernorm", mlp="post_feedforward_layernorm",
+                    mlp_values_norm="post_feedforward_layernorm")
+# BERT-style post-norm encoders: each sublayer's term is its output dense, before Add & Norm
+_BERT = Family(layers="encoder.layer", attn="attention.output.dense", mlp="output.dense",
+               heads="attention.output.dense", kind="encoder", block="post-norm", norm="layer",
+               positions="embeddings.position_embeddings", query="attention.self.query",
+               key="attention.self.key", mlp_values="output.dense")
+_T5_STACK = dict(attn="layer.0.SelfAttention", heads="layer.0.SelfAttention.o",
+                 query="layer.0.SelfAttention.q", key="layer.0.SelfAttention.k",
+                 attn_norm="layer.0.layer_norm", position_ids=False)
 
 FAMILIES: dict[str, Family] = {
-    "gpt2": Family(layers="transformer.h", final_norm="transformer.ln_f", attn="attn", mlp="mlp",
-                   heads="attn.c_proj", positions="transformer.wpe"),
-    "gpt_neox": Family(layers="gpt_neox.layers", final_norm="gpt_neox.final_layer_norm",
-                       attn="attention", mlp="mlp", heads="attention.dense"),
+    "gpt2": Family(layers="h", final_norm="ln_f", attn="attn", mlp="mlp", heads="attn.c_proj",
+                   norm="layer", positions="wpe"),
+    "gpt_neox": Family(layers="layers", final_norm="final_layer_norm", attn="attention",
+                       mlp="mlp", heads="attention.dense", block="parallel", norm="layer"),
+    "gptj": Family(layers="h", final_norm="ln_f", attn="attn", mlp="mlp", heads="attn.out_proj",
+                   block="parallel", norm="layer", query="attn.q_proj", key="attn.k_proj",
+                   attn_norm="ln_1", mlp_values="mlp.fc_out"),
+    "opt": Family(layers="decoder.layers", final_norm="decoder.final_layer_norm", attn="self_attn",
+                  mlp="fc2", heads="self_attn.out_proj", norm="layer",
+                  positions="decoder.embed_positions", position_offset=2,
+                  embed_in="decoder.project_in", flat_mlp=True, query="self_attn.q_proj",
+                  key="self_attn.k_proj", attn_norm="self_attn_layer_norm", mlp_values="fc2"),
     "llama": _LLAMA,
     "mistral": _LLAMA,
+    "mixtral": Family(layers="layers", final_norm="norm", attn="self_attn", mlp="mlp",
+                      heads="self_attn.o_proj", query="self_attn.q_proj", key="self_attn.k_proj",
+                      attn_norm="input_layernorm"),  # experts' weights are one fused tensor
     "qwen2": _LLAMA,
-    "gemma3": Family(layers="model.layers", final_norm="model.norm",
-                     attn="post_attention_layernorm", mlp="post_feedforward_layernorm",
-                     heads="self_attn.o_proj", query="self_attn.q_proj", key="self_attn.k_proj",
-                     attn_norm="input_layernorm", query_norm="self_attn.q_norm",
-                     key_norm="self_attn.k_norm", mlp_values="mlp.down_proj",
-                     mlp_values_norm="post_feedforward_layernorm"),
+    "qwen3": Family(layers="layers", final_norm="norm", attn="self_attn", mlp="mlp",
+                    heads="self_attn.o_proj", query="self_attn.q_proj", key="self_attn.k_proj",
+                    attn_norm="input_layernorm", query_norm="self_attn.q_norm",
+                    key_norm="self_attn.k_norm", mlp_values="mlp.down_proj"),
+    "phi": Family(layers="layers", final_norm="final_layernorm", attn="self_attn", mlp="mlp",
+                  heads="self_attn.dense", block="parallel", norm="layer",
+                  query="self_attn.q_proj", key="self_attn.k_proj", attn_norm="input_layernorm",
+                  query_norm="self_attn.q_layernorm", key_norm="self_attn.k_layernorm",
+                  mlp_values="mlp.fc2"),
+    "phi3": Family(layers="layers", final_norm="norm", attn="self_attn", mlp="mlp",
+                   heads="self_attn.o_proj", attn_norm="input_layernorm",
+                   mlp_values="mlp.down_proj"),  # query/key/value fused in one qkv_proj
+    "gemma2": Family(layers="layers", final_norm="norm", heads="self_attn.o_proj",
+                     query="self_attn.q_proj", key="self_attn.k_proj", attn_norm="input_layernorm",
+                     mlp_values="mlp.down_proj", **_POST_NORMED),
+    "gemma3": Family(layers="layers", final_norm="norm", heads="self_attn.o_proj",
+                     query="self_attn.q_proj", key="self_attn.k_proj", attn_norm="input_layernorm",
+                     query_norm="self_attn.q_norm", key_norm="self_attn.k_norm",
+                     mlp_values="mlp.down_proj", **_POST_NORMED),
+    # OLMo-2 has no input norms, and its q/k norms span all heads at once (not per head)
+    "olmo2": Family(layers="layers", final_norm="norm", heads="self_attn.o_proj",
+                    query="self_attn.q_proj", key="self_attn.k_proj", mlp_values="mlp.down_proj",
+                    **_POST_NORMED),
+    "bert": _BERT,
+    # RoBERTa counts positions from padding_idx + 1 = 2, from the ids themselves
+    "roberta": replace(_BERT, position_offset=2, position_ids=False),
+    "deberta-v2": replace(_BERT, first_block_out="encoder.conv", query="attention.self.query_proj",
+                          key="attention.self.key_proj"),
+    "t5": Family(layers="encoder.block", final_norm="encoder.final_layer_norm",
+                 mlp="layer.1.DenseReluDense", kind="encoder-decoder", **_T5_STACK,
+                 decoder=Family(layers="decoder.block", final_norm="decoder.final_layer_norm",
+                                cross_attn="layer.1.EncDecAttention", mlp="layer.2.DenseReluDense",
+                                kind="encoder-decoder", **_T5_STACK)),
 }
 
-# config.model_type -> family
-MODEL_TYPES = {"gpt2": "gpt2", "gpt_neox": "gpt_neox", "llama": "llama", "mistral": "mistral",
-               "qwen2": "qwen2", "gemma3_text": "gemma3", "gemma3": "gemma3"}
+# config.model_type -> family (the families' own names are model types too)
+MODEL_TYPES = {**{name: name for name in FAMILIES}, "gemma3_text": "gemma3"}
 
 # what a method may ask of a config -> the attribute names families use for it, first found wins
 CONFIG_KEYS = {
     "n_layers": ("num_hidden_layers", "n_layer"),
+    "n_decoder_layers": ("num_decoder_layers", "num_hidden_layers"),
     "d_model": ("hidden_size", "n_embd"),
     "n_heads": ("num_attention_heads", "n_head"),
     "n_kv_heads": ("num_key_value_heads", "num_attention_heads", "n_head"),
@@ -98,18 +185,22 @@ CONFIG_KEYS = {
     "context": ("max_position_embeddings", "n_positions"),
     "layer_types": ("layer_types",),
 }
+CLASSIFIER = "classifier"  # a sequence-classification head's module (BERT, RoBERTa, DeBERTa)
 
 # ---------------------------------------------------------------- site names
 
 EMBED = "embed"
-KINDS = ("", "in", "attn", "mlp", "attn.heads")  # "" = the block's output (the residual stream)
+STACKS = ("encoder", "decoder")
+KINDS = ("", "in", "attn", "mlp", "attn.heads", "cross_attn")  # "": the block's output
 # the site kinds a (position × layer) sweep restores or patches, by their method names
 SWEEP_KINDS = {"hidden": "", "mlp": "mlp", "attn": "attn"}
-_LAYER_SITE = re.compile(r"^layer\.(\d+)(?:\.(in|attn|mlp|attn\.heads))?$")
+_LAYER_SITE = re.compile(r"^layer\.(\d+)(?:\.(in|attn|mlp|attn\.heads|cross_attn))?$")
+_SPECIAL = ("embed", "positions", "final_norm", "logits")
 
 
-def site_name(layer: int, kind: str = "") -> str:
-    """The name of a site: ``site_name(5, "mlp") == "layer.5.mlp"``, ``site_name(5) == "layer.5"``.
+def site_name(layer: int, kind: str = "", stack: str = "") -> str:
+    """The name of a site: ``site_name(5, "mlp") == "layer.5.mlp"``, ``site_name(5) == "layer.5"``,
+    ``site_name(2, "mlp", "encoder") == "encoder.layer.2.mlp"`` (a stack of an encoder-decoder).
     ``kind`` may also be a sweep kind (``"hidden"``, ``"mlp"``, ``"attn"``)."""
     kind = SWEEP_KINDS.get(kind, kind)
     if kind not in KINDS:
@@ -117,7 +208,9 @@ def site_name(layer: int, kind: str = "") -> str:
                          f"or {', '.join(SWEEP_KINDS)}")
     if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
         raise ValueError(f"a layer is a block index >= 0, got {layer!r}")
-    return f"layer.{layer}" + (f".{kind}" if kind else "")
+    if stack not in ("", *STACKS):
+        raise ValueError(f"stack must be '' or one of {STACKS}, got {stack!r}")
+    return (f"{stack}." if stack else "") + f"layer.{layer}" + (f".{kind}" if kind else "")
 
 
 def parse_site(name: str) -> tuple[int, str] | None:
@@ -126,14 +219,16 @@ def parse_site(name: str) -> tuple[int, str] | None:
     return (int(match.group(1)), match.group(2) or "") if match else None
 
 
-def residual_site(layer: int) -> str:
+def residual_site(layer: int, stack: str = "") -> str:
     """The residual stream at ``layer`` (−1: the embeddings, site ``embed``; i ≥ 0: after block i)."""
-    return EMBED if layer == -1 else site_name(layer)
+    if layer == -1:
+        return f"{stack}.{EMBED}" if stack else EMBED
+    return site_name(layer, "", stack)
 
 
-def check_layers(model, layers, *, embed: bool = True) -> list[int]:
+def check_layers(model, layers, *, embed: bool = True, stack: str = "") -> list[int]:
     """Validate a list of layers of ``model`` (−1 = embeddings when ``embed``); ``None`` = all."""
-    n = n_layers_of(model)
+    n = n_layers_of(model, stack)
     low = -1 if embed else 0
     if layers is None:
         return list(range(low, n))
@@ -165,6 +260,32 @@ def family_table(model: torch.nn.Module, purpose: str = "named sites") -> Family
     return FAMILIES[family]
 
 
+def kind_of(model: torch.nn.Module) -> str | None:
+    """``"decoder"``, ``"encoder"`` or ``"encoder-decoder"``; ``None`` outside the table."""
+    table = FAMILIES.get(family_of(model))
+    return table.kind if table else None
+
+
+def families_of_kind(kinds: Sequence[str]) -> list[str]:
+    """The families whose kind is one of ``kinds``."""
+    return [name for name, f in FAMILIES.items() if f.kind in kinds]
+
+
+def require(model: torch.nn.Module, method: str, kinds: Sequence[str] = ("decoder",), *,
+            raw_paths: bool = False) -> Family | None:
+    """The family table of ``model`` if ``method`` runs on its kind of model; otherwise a
+    ``ValueError`` naming the kinds and families ``method`` runs on. ``raw_paths``: the method
+    also runs, on raw module paths, on a model outside the table (then ``None``)."""
+    family = family_of(model)
+    table = FAMILIES.get(family)
+    if table is not None and table.kind in kinds or table is None and raw_paths:
+        return table
+    what = (f"{family!r} is an {table.kind} family" if table else
+            f"family {family!r} has no anatomy entry")
+    raise ValueError(f"{method} runs on {' and '.join(kinds)} models "
+                     f"({', '.join(families_of_kind(kinds))}); {what}")
+
+
 def config_value(model: torch.nn.Module, key: str, default=None):
     """A size or setting of the model's config under any family's name for it (``CONFIG_KEYS``)."""
     config = model.config
@@ -175,17 +296,51 @@ def config_value(model: torch.nn.Module, key: str, default=None):
     return default
 
 
-def n_layers_of(model: torch.nn.Module) -> int:
-    return config_value(model, "n_layers")
+def _stack(model: torch.nn.Module, stack: str = "") -> Family:
+    """The table of one stack: the family's own, or an encoder-decoder's ``decoder``."""
+    table = family_table(model)
+    if table.decoder is None:
+        if stack:
+            raise ValueError(f"{family_of(model)!r} models have one stack; drop the "
+                             f"{stack!r} prefix")
+        return table
+    if stack not in STACKS:
+        raise ValueError(f"{family_of(model)!r} models have an encoder and a decoder: name the "
+                         f"stack ('encoder.' or 'decoder.' before the site)")
+    return table if stack == "encoder" else table.decoder
+
+
+def n_layers_of(model: torch.nn.Module, stack: str = "") -> int:
+    """Blocks in the model (in one stack of an encoder-decoder: ``stack="decoder"``)."""
+    return config_value(model, "n_decoder_layers" if stack == "decoder" else "n_layers")
+
+
+def context_length(model: torch.nn.Module) -> int | None:
+    """The longest input the model takes: its absolute position table's rows (less the offset),
+    else the config's maximum (``None`` if it states none)."""
+    table = FAMILIES.get(family_of(model))
+    positions = _optional(model.base_model, table.positions) if table else None
+    if positions is not None:
+        return positions.num_embeddings - table.position_offset
+    return config_value(model, "context")
 
 
 def site_names(model: torch.nn.Module) -> list[str]:
     """Every named site of the model, in forward order."""
-    if family_of(model) not in FAMILIES:
+    table = FAMILIES.get(family_of(model))
+    if table is None:
         return []
-    order = ("in", "attn.heads", "attn", "mlp", "")
-    names = [EMBED] + [site_name(i, kind) for i in range(n_layers_of(model)) for kind in order]
-    return names + ["final_norm", "logits"]
+    names = []
+    for stack in (STACKS if table.decoder else ("",)):
+        t = _stack(model, stack)
+        prefix = f"{stack}." if stack else ""
+        kinds = ("in", "attn.heads", "attn", "cross_attn", "mlp", "") if t.cross_attn else \
+            ("in", "attn.heads", "attn", "mlp", "")
+        names += [prefix + EMBED] + (["positions"] if _optional(model.base_model, t.positions) else [])
+        names += [site_name(i, kind, stack) for i in range(n_layers_of(model, stack)) for kind in kinds]
+        if t.final_norm and _optional(model.base_model, t.final_norm) is not None:
+            names.append(prefix + "final_norm")
+    return names + ["logits"]
 
 
 # ---------------------------------------------------------------- resolving sites
@@ -195,12 +350,18 @@ class Site:
     """Where a site lives: ``module`` at its ``"output"`` or at its ``"input"`` hidden states.
 
     ``n_heads`` is set for per-head sites, whose activation is viewed as [batch, seq, n_heads, d_head].
+    ``rows_of`` is set when ``module`` runs on flattened rows ``[batch·seq, d]``: the activation is
+    viewed as ``[batch, seq, d]``, with batch and sequence sizes read from ``rows_of``'s input.
     """
 
     name: str
     module: torch.nn.Module
     read: str  # "output" or "input"
     n_heads: int | None = None
+    rows_of: torch.nn.Module | None = None
+
+
+_NAMED = re.compile(r"^(?:(encoder|decoder)\.)?(embed|positions|final_norm|logits|layer\..+)$")
 
 
 def resolve_site(model: torch.nn.Module, name: str) -> Site:
@@ -209,28 +370,13 @@ def resolve_site(model: torch.nn.Module, name: str) -> Site:
         raise TypeError(f"a site is a string such as 'layer.3.mlp', got {type(name).__name__}: {name!r}")
     family = family_of(model)
     table = FAMILIES.get(family)
-    parsed = parse_site(name)
-    if table is not None and (parsed or name in (EMBED, "final_norm", "logits")):
-        if name == EMBED:
-            return Site(name, model.get_input_embeddings(), "output")
-        if name == "logits":
-            return Site(name, model.get_output_embeddings(), "output")
-        if name == "final_norm":
-            return Site(name, model.get_submodule(table.final_norm), "output")
-        i, kind = parsed
-        n = n_layers_of(model)
-        if i >= n:
-            raise ValueError(f"site {name!r}: layer {i} does not exist; this {family} model has "
-                             f"layers 0..{n - 1}")
-        block = f"{table.layers}.{i}"
-        if kind == "":
-            return Site(name, model.get_submodule(block), "output")
-        if kind == "in":
-            return Site(name, model.get_submodule(block), "input")
-        if kind == "attn.heads":
-            return Site(name, model.get_submodule(f"{block}.{table.heads}"), "input",
-                        n_heads=config_value(model, "n_heads"))
-        return Site(name, model.get_submodule(f"{block}.{getattr(table, kind)}"), "output")
+    match = _NAMED.match(name)
+    # "encoder.layer.1" is a raw module path of a bare BertModel: a prefix names a stack only
+    # in families that have two
+    if table is not None and match and (match.group(1) is None or table.decoder is not None):
+        site = _named_site(model, table, name, match.group(1) or "", match.group(2))
+        if site is not None:
+            return site
     modules = dict(model.named_modules())
     if name in modules and name != "":
         return Site(name, modules[name], "output")
@@ -243,36 +389,114 @@ def resolve_site(model: torch.nn.Module, name: str) -> Site:
     raise ValueError(f"unknown site {name!r}.{hint}{known}")
 
 
+def _named_site(model, table: Family, name: str, stack: str, rest: str) -> Site | None:
+    """The site ``rest`` of one stack (``None`` if ``rest`` is no site name)."""
+    family, body = family_of(model), model.base_model
+    if rest == "logits":
+        if stack:
+            raise ValueError(f"site {name!r}: the logits belong to no stack; use 'logits'")
+        head = model.get_output_embeddings()
+        head = _optional(model, CLASSIFIER) if head is None else head
+        if head is None:
+            raise ValueError(f"this {type(model).__name__} has no head, so no 'logits' site")
+        return Site(name, head, "output")
+    parsed = parse_site(rest)
+    if rest not in _SPECIAL and parsed is None:
+        return None
+    t = _stack(model, stack)
+    if rest == EMBED:
+        if table.decoder is not None:  # both stacks share one embedding: read where each starts
+            return Site(name, body.get_submodule(f"{t.layers}.0"), "input")
+        projection = _optional(body, t.embed_in)
+        return Site(name, projection or model.get_input_embeddings(), "output")
+    if rest in ("positions", "final_norm"):
+        module = _optional(body, getattr(t, rest))
+        if module is None:
+            why = ("no absolute position embedding (its positions are rotary or relative)"
+                   if rest == "positions" else "no final norm (its blocks end with one)")
+            raise ValueError(f"site {name!r}: this {family} model has {why}")
+        return Site(name, module, "output")
+    i, kind = parsed
+    n = n_layers_of(model, stack)
+    if i >= n:
+        raise ValueError(f"site {name!r}: layer {i} does not exist; this {family} model has "
+                         f"layers 0..{n - 1}")
+    block_path = f"{t.layers}.{i}"
+    block = body.get_submodule(block_path)
+    if kind == "":
+        rewrite = _optional(body, t.first_block_out) if i == 0 else None
+        return Site(name, rewrite or block, "output")
+    if kind == "in":
+        return Site(name, block, "input")
+    if kind == "attn.heads":
+        return Site(name, block.get_submodule(t.heads), "input",
+                    n_heads=config_value(model, "n_heads"))
+    if kind == "cross_attn" and t.cross_attn is None:
+        raise ValueError(f"site {name!r}: only the decoder of an encoder-decoder has "
+                         f"cross-attention")
+    flat = block if kind == "mlp" and t.flat_mlp else None
+    return Site(name, block.get_submodule(getattr(t, kind)), "output", rows_of=flat)
+
+
+def _optional(root: torch.nn.Module, path: str | None) -> torch.nn.Module | None:
+    """The module at ``path`` under ``root``; ``None`` for no path or a module the config left out
+    (OPT-350m's final norm, Phi's q/k norms, DeBERTa's convolution)."""
+    if path is None:
+        return None
+    parent, _, leaf = path.rpartition(".")
+    try:
+        owner = root.get_submodule(parent) if parent else root
+    except AttributeError:
+        return None
+    module = getattr(owner, leaf, None)
+    return module if isinstance(module, torch.nn.Module) else None
+
+
 # ---------------------------------------------------------------- blocks and weights
 
 def block_list(model: torch.nn.Module) -> tuple[torch.nn.Module, str]:
     """``(parent, attribute)`` holding the block ``ModuleList`` (``getattr(parent, attribute)``)."""
     parent, _, name = family_table(model, "block list").layers.rpartition(".")
-    return model.get_submodule(parent), name
+    body = model.base_model
+    return (body.get_submodule(parent) if parent else body), name
 
 
-def positions_module(model: torch.nn.Module) -> str | None:
-    """The site (a module path) of an absolute position embedding added to the tokens, if any."""
-    return family_table(model).positions
+def embed_projection(model: torch.nn.Module) -> tuple[torch.nn.Module, str] | None:
+    """``(parent, attribute)`` of a projection from the token embeddings into the residual
+    stream (OPT-350m's), if the model has one."""
+    path = family_table(model).embed_in
+    if _optional(model.base_model, path) is None:
+        return None
+    parent, _, name = path.rpartition(".")
+    return model.base_model.get_submodule(parent), name
+
+
+def has_positions(model: torch.nn.Module) -> bool:
+    """Whether the model adds an absolute position embedding (site ``positions``) to the tokens."""
+    return _optional(model.base_model, family_table(model).positions) is not None
+
+
+def takes_position_ids(model: torch.nn.Module) -> bool:
+    """Whether the forward takes position ids counted from 0 (RoBERTa and T5 make their own)."""
+    table = FAMILIES.get(family_of(model))
+    return table is None or table.position_ids
 
 
 def weight(model: torch.nn.Module, layer: int, part: str) -> torch.nn.Module | None:
     """The module of a named weight (``"query"``, ``"key"``, ``"attn_norm"``, ``"query_norm"``,
     ``"key_norm"``, ``"mlp_values"``, ``"mlp_values_norm"``) in block ``layer``; ``None`` when the
     family has no such separate module (e.g. no query/key norms)."""
-    path = getattr(family_table(model, "weight table"), part)
-    if path is None:
-        return None
-    block = model.get_submodule(f"{family_table(model).layers}.{layer}")
-    return block.get_submodule(path)
+    table = family_table(model, "weight table")
+    block = model.base_model.get_submodule(f"{table.layers}.{layer}")
+    return _optional(block, getattr(table, part))
 
 
 def has_weights(model: torch.nn.Module, parts: tuple[str, ...]) -> bool:
     """Whether the family names every weight in ``parts``."""
-    family = FAMILIES.get(family_of(model))
-    return family is not None and all(getattr(family, p) is not None for p in parts)
+    return family_of(model) in families_with(parts)
 
 
-def families_with(parts: tuple[str, ...]) -> list[str]:
-    """The families whose table names every weight in ``parts``."""
-    return [name for name, f in FAMILIES.items() if all(getattr(f, p) is not None for p in parts)]
+def families_with(parts: tuple[str, ...], norm: str | None = None) -> list[str]:
+    """The families whose table names every weight in ``parts`` (and whose norms are ``norm``)."""
+    return [name for name, f in FAMILIES.items()
+            if all(getattr(f, p) is not None for p in parts) and norm in (None, f.norm)]

@@ -13,8 +13,10 @@ the block list is temporarily its slice — the same module objects, so hooks on
 and each attention keeps its ``layer_idx``, so a KV cache of the whole model is read and extended
 at the right layers. Per-layer attention types (``config.layer_types``, e.g. Gemma-3's
 sliding/global pattern) are sliced alike; for ``start > 0`` an absolute position embedding
-(GPT-2's), which the model adds to ``inputs_embeds``, is zeroed: the residual stream already holds
-it. Everything is put back on exit, also on errors.
+(GPT-2's, OPT's), which the model adds to ``inputs_embeds``, is zeroed: the residual stream already
+holds it. A projection of the token embeddings into the residual stream (OPT-350m's) is skipped:
+``inputs_embeds`` is already in the residual stream's space. Everything is put back on exit, also
+on errors. Decoder families only (:func:`~nbtoolkit.core.anatomy.require`).
 
 Enter ``patch``/``capture`` contexts before this one (sites resolve against the whole block list).
 Pass ``use_cache=False`` or a cache built by a whole-model forward: a cache the model creates
@@ -28,7 +30,8 @@ from contextlib import contextmanager, nullcontext
 
 import torch
 
-from .anatomy import block_list, config_value, n_layers_of, positions_module
+from .anatomy import (block_list, config_value, embed_projection, has_positions, n_layers_of,
+                      require)
 from .hooks import model_of, patch
 
 
@@ -41,6 +44,7 @@ def body(lm) -> torch.nn.Module:
 def run_blocks(lm, start: int, end: int | None = None):
     """Within the context, a forward given ``inputs_embeds`` runs blocks ``start ... end-1``."""
     model = model_of(lm)
+    require(model, "run_blocks")
     n = n_layers_of(model)
     end = n if end is None else end
     if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end <= n):
@@ -49,16 +53,21 @@ def run_blocks(lm, start: int, end: int | None = None):
     parent, name = block_list(model)
     blocks, config = getattr(parent, name), model.config
     layer_types = config_value(model, "layer_types")
-    positions = positions_module(model) if start > 0 else None
-    zero = patch(lm, {positions: lambda act, ctx: torch.zeros_like(act)}) if positions \
-        else nullcontext()
+    projection = embed_projection(model)  # (parent, attribute) or None
+    projector = getattr(*projection) if projection else None
+    zero = patch(lm, {"positions": lambda act, ctx: torch.zeros_like(act)}) \
+        if start > 0 and has_positions(model) else nullcontext()
     with zero:
         setattr(parent, name, torch.nn.ModuleList(list(blocks)[start:end]))
         if layer_types is not None:
             config.layer_types = layer_types[start:end]
+        if projection is not None:
+            setattr(*projection, torch.nn.Identity())
         try:
             yield
         finally:
             setattr(parent, name, blocks)
             if layer_types is not None:
                 config.layer_types = layer_types
+            if projection is not None:
+                setattr(*projection, projector)

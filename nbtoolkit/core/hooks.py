@@ -64,6 +64,8 @@ class _PassTracker:
 
 def _register(site: Site, fn: Callable[[torch.Tensor], torch.Tensor | None], prepend: bool):
     """Hook ``fn(activation) -> new activation or None`` onto a site; returns the handle."""
+    if site.rows_of is not None:
+        return _register_rows(site, fn, prepend)
     if site.read == "output":
         def hook(module, args, output):
             act = output if torch.is_tensor(output) else _first(output, site)
@@ -85,6 +87,36 @@ def _register(site: Site, fn: Callable[[torch.Tensor], torch.Tensor | None], pre
             return (new, *args[1:]), kwargs
         return args, {**kwargs, "hidden_states": new}
     return site.module.register_forward_pre_hook(pre_hook, with_kwargs=True, prepend=prepend)
+
+
+def _register_rows(site: Site, fn, prepend: bool):
+    """A site whose module runs on flattened rows ``[batch·seq, d]`` (OPT's MLP): ``fn`` sees
+    ``[batch, seq, d]``, the shape of ``site.rows_of``'s input, recorded by a pre-hook."""
+    shape = []
+
+    def record(module, args, kwargs):
+        x = args[0] if args else kwargs["hidden_states"]
+        shape[:] = x.shape[:2]
+
+    def on_rows(act):
+        new = fn(act.view(*shape, -1))
+        return None if new is None else new.reshape(act.shape)
+
+    flat = Site(site.name, site.module, site.read, site.n_heads)
+    handles = [site.rows_of.register_forward_pre_hook(record, with_kwargs=True),
+               _register(flat, on_rows, prepend)]
+    return _Handles(handles)
+
+
+class _Handles:
+    """Several hook handles removed as one."""
+
+    def __init__(self, handles):
+        self.handles = handles
+
+    def remove(self):
+        for handle in self.handles:
+            handle.remove()
 
 
 def _first(output, site: Site) -> torch.Tensor:

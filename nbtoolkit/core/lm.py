@@ -1,4 +1,7 @@
-"""LM: a Hugging Face causal LM and its tokenizer, with the few helpers every method needs."""
+"""LM: a Hugging Face model and its tokenizer, with the few helpers every method needs.
+
+Decoders are loaded as causal LMs; encoders as masked LMs or sequence classifiers (an MNLI head);
+encoder-decoders as seq2seq LMs. ``lm.head`` says which (:data:`HEADS`)."""
 
 from __future__ import annotations
 
@@ -6,7 +9,17 @@ from dataclasses import dataclass
 
 import torch
 
-from .anatomy import config_value, family_of, n_layers_of, site_names
+from .anatomy import (config_value, context_length, family_of, kind_of, n_layers_of, site_names,
+                      takes_position_ids)
+
+# head -> the transformers Auto class that loads it
+HEADS = {"causal-lm": "AutoModelForCausalLM", "masked-lm": "AutoModelForMaskedLM",
+         "sequence-classification": "AutoModelForSequenceClassification",
+         "seq2seq-lm": "AutoModelForSeq2SeqLM"}
+_MAPPINGS = {"causal-lm": "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES",
+             "masked-lm": "MODEL_FOR_MASKED_LM_MAPPING_NAMES",
+             "sequence-classification": "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES",
+             "seq2seq-lm": "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES"}
 
 
 def position_ids(mask: torch.Tensor) -> torch.Tensor:
@@ -20,6 +33,51 @@ def masked_mean(acts: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     (1 = token, 0 = padding) -> ``[batch, d]``."""
     m = mask[..., None].to(acts.dtype)
     return (acts * m).sum(1) / m.sum(1)
+
+
+def head_of_class(name: str) -> str | None:
+    """The head (:data:`HEADS`) of a transformers model class name, e.g. ``"BertForMaskedLM"``."""
+    from transformers.models.auto import modeling_auto
+
+    for head, mapping in _MAPPINGS.items():
+        for names in getattr(modeling_auto, mapping).values():
+            if name in ((names,) if isinstance(names, str) else names):
+                return head
+    return None
+
+
+def head_of(model: torch.nn.Module) -> str | None:
+    """The head of a model (``None`` for a bare body or a plain module)."""
+    return head_of_class(type(model).__name__)
+
+
+def forward_inputs(model: torch.nn.Module, input_ids: torch.Tensor,
+                   mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The keyword arguments of a forward over left-padded ``input_ids`` ``[batch, seq]``: the
+    attention mask and, where the family takes them, position ids counted per row."""
+    if mask is None:
+        return {"input_ids": input_ids}
+    inputs = {"input_ids": input_ids, "attention_mask": mask}
+    if takes_position_ids(model):
+        inputs["position_ids"] = position_ids(mask)
+    return inputs
+
+
+def prediction_logits(model: torch.nn.Module, inputs: dict, *, every_position: bool = False,
+                      purpose: str = "this method") -> torch.Tensor:
+    """What the model predicts for each row: a causal LM's next-token logits at the last position
+    ``[batch, vocab]`` (every position: ``[batch, seq, vocab]``), a sequence classifier's class
+    logits ``[batch, classes]``. Other heads predict neither: ``ValueError``."""
+    head = head_of(model)
+    if head == "causal-lm":
+        logits = model(**inputs, logits_to_keep=0 if every_position else 1).logits
+        return logits if every_position else logits[:, -1]
+    if head == "sequence-classification" and not every_position:
+        return model(**inputs).logits
+    wanted = "next-token logits" if every_position else "next-token or class logits"
+    raise ValueError(f"{purpose} reads {wanted}: it needs a causal LM"
+                     f"{'' if every_position else ' or a sequence classifier'}; this model is a "
+                     f"{head or type(model).__name__} (load_model(..., head=...) picks another head)")
 
 
 @dataclass
@@ -43,6 +101,17 @@ class LM:
         return family_of(self.model)
 
     @property
+    def kind(self) -> str | None:
+        """``"decoder"``, ``"encoder"`` or ``"encoder-decoder"`` (``None``: no anatomy entry)."""
+        return kind_of(self.model)
+
+    @property
+    def head(self) -> str | None:
+        """Which head was loaded: ``"causal-lm"``, ``"masked-lm"``, ``"sequence-classification"``
+        or ``"seq2seq-lm"`` (:data:`HEADS`)."""
+        return head_of(self.model)
+
+    @property
     def n_layers(self) -> int:
         return n_layers_of(self.model)
 
@@ -57,7 +126,7 @@ class LM:
     @property
     def context_length(self) -> int | None:
         """The longest prompt the model takes (its position table's size), if the config says."""
-        return config_value(self.model, "context")
+        return context_length(self.model)
 
     @property
     def sites(self) -> list[str]:
@@ -68,11 +137,14 @@ class LM:
         return self.model.get_input_embeddings().weight.device
 
     def __repr__(self):
-        return (f"LM({self.name!r}, family={self.family!r}, n_layers={self.n_layers}, "
+        head = "" if self.head == "causal-lm" else f", head={self.head!r}"
+        return (f"LM({self.name!r}, family={self.family!r}{head}, n_layers={self.n_layers}, "
                 f"d_model={self.d_model})")
 
     def encode(self, prompts: str | list[str]) -> dict[str, torch.Tensor]:
-        """Tokenize with left padding: ``input_ids``, ``attention_mask``, ``position_ids`` [batch, seq]."""
+        """Tokenize with left padding: ``input_ids``, ``attention_mask``, ``position_ids`` [batch, seq]
+        (position ids only where the family takes them: not RoBERTa, T5). For an encoder-decoder
+        these are the encoder's inputs."""
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts or any(not isinstance(p, str) or not p for p in prompts):
             raise ValueError(f"prompts must be non-empty strings, got {prompts!r}")
@@ -82,9 +154,8 @@ class LM:
             batch = self.tokenizer(prompts, return_tensors="pt", padding=True)
         finally:
             self.tokenizer.padding_side = side
-        mask = batch["attention_mask"]
-        return {"input_ids": batch["input_ids"].to(self.device), "attention_mask": mask.to(self.device),
-                "position_ids": position_ids(mask).to(self.device)}
+        return forward_inputs(self.model, batch["input_ids"].to(self.device),
+                              batch["attention_mask"].to(self.device))
 
     def tokens(self, prompt: str) -> list[str]:
         """The prompt's tokens as strings."""
@@ -93,10 +164,16 @@ class LM:
 
     @torch.no_grad()
     def next_token_probs(self, prompts: str | list[str]) -> torch.Tensor:
-        """Next-token distribution after each prompt, ``[batch, vocab]`` (float32)."""
+        """Next-token distribution after each prompt, ``[batch, vocab]`` (float32); causal LMs only."""
+        self._require_causal("next_token_probs")
         batch = self.encode(prompts)
         logits = self.model(**batch, logits_to_keep=1).logits[:, -1]
         return logits.float().softmax(-1)
+
+    def _require_causal(self, what: str) -> None:
+        if self.head != "causal-lm":
+            raise ValueError(f"{what} needs a causal LM (a decoder family); {self.name} is a "
+                             f"{self.head or type(self.model).__name__} of family {self.family!r}")
 
     def token_id(self, text: str) -> int:
         """The id of the first token of ``text`` (e.g. ``" Paris"``)."""
@@ -109,8 +186,9 @@ class LM:
     def generate(self, prompts: str | list[str], max_new_tokens: int = 20, **kwargs) -> list[str]:
         """Greedy continuations (text only, prompt removed) for a batch of prompts.
 
-        Run it inside ``patch(...)`` to generate with interventions.
+        Run it inside ``patch(...)`` to generate with interventions. Causal LMs only.
         """
+        self._require_causal("generate")
         batch = self.encode(prompts)
         batch.pop("position_ids")  # generate derives them from the attention mask
         kwargs.setdefault("do_sample", False)

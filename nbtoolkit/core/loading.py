@@ -19,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from .lm import LM
+from .anatomy import FAMILIES, MODEL_TYPES
+from .lm import HEADS, LM, head_of_class
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -44,14 +45,19 @@ def cache_dir() -> Path:
 
 
 def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype: torch.dtype | None = None,
-               device: str | torch.device | None = None, device_map=None, **hf_options) -> LM:
-    """Load a causal LM: an embedded short name, a local directory, or a Hugging Face hub id.
+               device: str | torch.device | None = None, device_map=None, head: str | None = None,
+               **hf_options) -> LM:
+    """Load a model: an embedded short name, a local directory, or a Hugging Face hub id.
 
+    ``head``: which model class to load (:data:`~nbtoolkit.core.lm.HEADS`: ``"causal-lm"``,
+    ``"masked-lm"``, ``"sequence-classification"``, ``"seq2seq-lm"``); by default the one the
+    config's ``architectures`` name (an MNLI checkpoint loads its classifier), else the family's
+    usual one (:func:`pick_head`). ``lm.head`` says which was loaded.
     ``dtype`` defaults to float32; ``device`` moves the model after loading; ``device_map`` is
     passed to transformers/accelerate (e.g. ``"auto"``, or a dict offloading layers to disk,
     with ``offload_folder=...``); other keywords go to ``from_pretrained``.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     if device is not None and device_map is not None:
         raise ValueError("pass either device or device_map, not both")
@@ -67,7 +73,8 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype: torch.dtype | None =
         source = name_or_path
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(source))
-        model = AutoModelForCausalLM.from_pretrained(str(source), **options)
+        config = AutoConfig.from_pretrained(str(source))
+        model = auto_class(pick_head(config, head)).from_pretrained(str(source), **options)
     except (OSError, ValueError) as error:
         if source is not name_or_path:
             raise
@@ -77,6 +84,29 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype: torch.dtype | None =
             f"provide it (offline? HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', 'unset')})."
         ) from error
     return _finish(model, tokenizer, name_or_path, device)
+
+
+def pick_head(config, head: str | None = None) -> str:
+    """The head to load for ``config``: ``head`` if given; else the one its ``architectures``
+    name; else the family's usual one (decoder: causal LM, encoder: masked LM, encoder-decoder:
+    seq2seq LM)."""
+    if head is not None:
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+        return head
+    for architecture in getattr(config, "architectures", None) or []:
+        if head_of_class(architecture):
+            return head_of_class(architecture)
+    table = FAMILIES.get(MODEL_TYPES.get(config.model_type, config.model_type))
+    return {"encoder": "masked-lm", "encoder-decoder": "seq2seq-lm"}.get(
+        table.kind if table else "decoder", "causal-lm")
+
+
+def auto_class(head: str):
+    """The transformers Auto class that loads a model with ``head``."""
+    import transformers
+
+    return getattr(transformers, HEADS[head])
 
 
 def _finish(model, tokenizer, name, device) -> LM:
@@ -167,55 +197,104 @@ def _cache_is_valid(folder: Path) -> bool:
 
 # ---------------------------------------------------------------- tiny models for tests
 
-TINY_FAMILIES = ("gpt2", "gpt_neox", "llama", "mistral", "qwen2", "gemma3")
+TINY_FAMILIES = tuple(FAMILIES)  # every family: tiny_model builds each from a config, offline
 
 
 def tiny_model(family: str = "llama", *, seed: int = 0, n_layers: int = 3, d_model: int = 64,
-               n_kv_heads: int = 2, context: int = 256, tokenizer=None, name: str | None = None) -> LM:
-    """A small randomly initialised model of ``family`` (4 heads, ``n_kv_heads`` key/value heads
-    where the family has them), built offline; ``tokenizer`` defaults to a byte-level one."""
+               n_kv_heads: int = 2, context: int = 256, tokenizer=None, name: str | None = None,
+               head: str | None = None) -> LM:
+    """A small randomly initialised model of ``family`` (a family name or a Hugging Face
+    ``model_type`` such as ``"gptj"``, ``"deberta-v2"``, ``"gemma3_text"``): 4 heads,
+    ``n_kv_heads`` key/value heads where the family has them, built offline. ``head`` as in
+    :func:`load_model` (default: the family's usual one; sequence classifiers get 3 labels, like
+    an MNLI head). ``tokenizer`` defaults to a byte-level one; encoders' wraps each text in
+    ``<bos> … <eos>`` (like [CLS] … [SEP]), T5's ends it with ``<eos>``."""
     import transformers as tf
 
+    family = MODEL_TYPES.get(family, family)
     if family not in TINY_FAMILIES:
-        raise ValueError(f"unknown family {family!r}; tiny models exist for {', '.join(TINY_FAMILIES)}")
-    tokenizer = byte_tokenizer() if tokenizer is None else tokenizer
-    vocab = len(tokenizer)
-    heads = 4
+        raise ValueError(f"unknown family {family!r}; tiny models exist for {', '.join(TINY_FAMILIES)}"
+                         f" (or their model types: {', '.join(sorted(MODEL_TYPES))})")
+    kind = FAMILIES[family].kind
+    if tokenizer is None:
+        tokenizer = byte_tokenizer({"decoder": None, "encoder": "<bos> $0 <eos>",
+                                    "encoder-decoder": "$0 <eos>"}[kind])
+    vocab, heads = len(tokenizer), 4
+    d_head = d_model // heads
+    ids = dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+               eos_token_id=tokenizer.eos_token_id)
     common = dict(vocab_size=vocab, hidden_size=d_model, intermediate_size=2 * d_model,
                   num_hidden_layers=n_layers, num_attention_heads=heads,
-                  max_position_embeddings=context, pad_token_id=tokenizer.pad_token_id,
-                  bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                  tie_word_embeddings=False)
+                  max_position_embeddings=context, tie_word_embeddings=False, **ids)
+    grouped = dict(common, num_key_value_heads=n_kv_heads)
+    encoder = dict(common, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     configs = {
         "gpt2": lambda: tf.GPT2Config(vocab_size=vocab, n_embd=d_model, n_layer=n_layers,
                                       n_head=heads, n_positions=context,
                                       bos_token_id=tokenizer.bos_token_id,
                                       eos_token_id=tokenizer.eos_token_id),
         "gpt_neox": lambda: tf.GPTNeoXConfig(**common),
-        "llama": lambda: tf.LlamaConfig(num_key_value_heads=n_kv_heads, **common),
-        "mistral": lambda: tf.MistralConfig(num_key_value_heads=n_kv_heads, sliding_window=None,
-                                            **common),
-        "qwen2": lambda: tf.Qwen2Config(num_key_value_heads=n_kv_heads, **common),
-        "gemma3": lambda: tf.Gemma3TextConfig(num_key_value_heads=n_kv_heads,
-                                              head_dim=d_model // heads, sliding_window=8, **common),
+        "gptj": lambda: tf.GPTJConfig(vocab_size=vocab, n_embd=d_model, n_layer=n_layers,
+                                      n_head=heads, n_positions=context, rotary_dim=d_head // 2,
+                                      tie_word_embeddings=False, **ids),
+        "opt": lambda: tf.OPTConfig(ffn_dim=2 * d_model, word_embed_proj_dim=d_model,
+                                    **{k: v for k, v in common.items() if k != "intermediate_size"}),
+        "llama": lambda: tf.LlamaConfig(**grouped),
+        "mistral": lambda: tf.MistralConfig(sliding_window=None, **grouped),
+        "mixtral": lambda: tf.MixtralConfig(num_local_experts=4, num_experts_per_tok=2,
+                                            sliding_window=None, **grouped),
+        "qwen2": lambda: tf.Qwen2Config(**grouped),
+        "qwen3": lambda: tf.Qwen3Config(head_dim=d_head, **grouped),
+        "phi": lambda: tf.PhiConfig(qk_layernorm=True, **grouped),
+        "phi3": lambda: tf.Phi3Config(**grouped),
+        "gemma2": lambda: tf.Gemma2Config(head_dim=d_head, sliding_window=8, **grouped),
+        "gemma3": lambda: tf.Gemma3TextConfig(head_dim=d_head, sliding_window=8, **grouped),
+        "olmo2": lambda: tf.Olmo2Config(**grouped),
+        "bert": lambda: tf.BertConfig(**encoder),
+        # RoBERTa's position table starts at padding_idx + 1 (the byte tokenizer's <pad> is 1)
+        "roberta": lambda: tf.RobertaConfig(**dict(encoder, max_position_embeddings=context + 2)),
+        # DeBERTa-v2-xxlarge's layout: relative attention only, a convolution after block 0
+        "deberta-v2": lambda: tf.DebertaV2Config(relative_attention=True, position_buckets=16,
+                                                 pos_att_type=["p2c", "c2p"],
+                                                 position_biased_input=False, conv_kernel_size=3,
+                                                 norm_rel_ebd="layer_norm", type_vocab_size=0,
+                                                 **encoder),
+        "t5": lambda: tf.T5Config(vocab_size=vocab, d_model=d_model, d_kv=d_head, d_ff=2 * d_model,
+                                  num_layers=n_layers, num_decoder_layers=n_layers, num_heads=heads,
+                                  relative_attention_num_buckets=8, dropout_rate=0.0,
+                                  decoder_start_token_id=tokenizer.pad_token_id, **ids),
     }
+    config = configs[family]()
+    head = pick_head(config, head)
+    if head == "sequence-classification":
+        config.num_labels = 3
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = tf.AutoModelForCausalLM.from_config(configs[family]())
+        model = auto_class(head).from_config(config)
     return _finish(model, tokenizer, name or f"tiny-{family}", None)
 
 
-def byte_tokenizer():
-    """A byte-level tokenizer (one token per byte, plus <bos>, <eos>, <pad>) needing no files."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+def byte_tokenizer(template: str | None = None):
+    """A byte-level tokenizer needing no files: one token per byte, plus <bos>, <eos>, <pad>
+    (ids 256-258). ``template`` makes an encoder's tokenizer: each text is wrapped, ``$0`` standing
+    for it (``"<bos> $0 <eos>"`` as BERT's [CLS] … [SEP]; a pair is joined by ``<eos>``), and
+    the specials come first as in RoBERTa's vocabulary: <bos> 0, <pad> 1, <eos> 2, <mask> 3."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    alphabet = pre_tokenizers.ByteLevel.alphabet()
-    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
-    for special in ("<bos>", "<eos>", "<pad>"):
-        vocab[special] = len(vocab)
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    specials = ("<bos>", "<eos>", "<pad>") if template is None else ("<bos>", "<pad>", "<eos>", "<mask>")
+    tokens = alphabet + list(specials) if template is None else list(specials) + alphabet
+    vocab = {token: i for i, token in enumerate(tokens)}
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     backend.decoder = decoders.ByteLevel()
+    if template is not None:
+        single = template.replace("$0", "$A")
+        pair = single.replace("$A", "$A <eos> $B:1") if "$A <eos>" not in single else \
+            single.replace("$A <eos>", "$A <eos> $B:1 <eos>:1")
+        backend.post_processor = processors.TemplateProcessing(
+            single=single, pair=pair, special_tokens=[(t, vocab[t]) for t in specials])
+    extra = {} if template is None else {"mask_token": "<mask>"}
     return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<bos>", eos_token="<eos>",
-                                   pad_token="<pad>")
+                                   pad_token="<pad>", **extra)

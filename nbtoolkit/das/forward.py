@@ -1,15 +1,20 @@
 """The forwards DAS needs: a model's class or next-token logits, source activations, and the
 intervened forward. ``model`` is an :class:`~nbtoolkit.core.lm.LM`, a Hugging Face model (the
 prediction is the last position's logits) or any ``torch.nn.Module`` mapping inputs to class
-logits ``[N, classes]``."""
+logits ``[N, classes]``. Text models: decoders (a causal LM's next token) and encoders with a
+sequence-classification head (BERT on MoNLI, as the DAS paper)."""
 
 from __future__ import annotations
 
 import torch
 
+from ..core.anatomy import require
 from ..core.hooks import capture, model_of, patch
-from ..core.lm import position_ids
+from ..core.lm import forward_inputs, prediction_logits
 from .rotations import Interchange, Subspace
+
+
+SUPPORTED_KINDS = ("decoder", "encoder")
 
 
 def device_of(module: torch.nn.Module) -> torch.device:
@@ -26,12 +31,9 @@ def predict_logits(model, inputs: torch.Tensor, mask: torch.Tensor | None = None
     module = model_of(model)
     inputs = inputs.to(device_of(module))
     if hasattr(module, "config") and hasattr(module, "get_input_embeddings"):  # a text model
-        kwargs = {}
-        if mask is not None:
-            mask = mask.to(inputs.device)
-            kwargs = dict(attention_mask=mask, position_ids=position_ids(mask))
-        logits = module(input_ids=inputs, logits_to_keep=0 if every_position else 1, **kwargs).logits
-        return logits if every_position else logits[:, -1]
+        require(module, "DAS", SUPPORTED_KINDS, raw_paths=True)
+        batch = forward_inputs(module, inputs, None if mask is None else mask.to(inputs.device))
+        return prediction_logits(module, batch, every_position=every_position, purpose="DAS")
     out = module(inputs)
     return out[:, -1] if out.dim() == 3 and not every_position else out
 

@@ -39,13 +39,16 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..core.anatomy import parse_site, residual_site, site_name
+from ..core.anatomy import parse_site, require, residual_site, site_name
 from ..core.blocks import body, run_blocks
 from ..core.hooks import capture, patch
 from ..core.kv_cache import cache_kwarg, cache_of, tiled
 from ..core.modes import eval_mode
 from .noise import resolve_noise
 from .results import KINDS, TraceResult
+
+SUPPORTED_KINDS = ("decoder",)  # the next token after the prompt, from a KV-cached prefix
+
 
 def window_layers(layer: int, n_layers: int, window: int) -> list[int]:
     """ROME's code window around ``layer``: ``l - window//2 ... l + ceil(window/2) - 1``, clipped."""
@@ -76,6 +79,7 @@ class _Tracer:
 
     def __init__(self, lm, prompt: str, subject: str, *, samples: int, noise, seed: int,
                  target, max_tokens: int):
+        require(lm.model, "causal tracing", SUPPORTED_KINDS)
         _check_text(prompt, subject)
         if not isinstance(samples, int) or samples < 1:
             raise ValueError(f"samples must be an int >= 1, got {samples!r}")
