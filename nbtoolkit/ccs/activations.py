@@ -8,10 +8,12 @@ Layers follow nbtoolkit's one numbering: layer i is the residual stream leaving 
 ``layer.{i}``) and layer −1 the embeddings (site ``embed``); Hugging Face's ``hidden_states[i + 1]``
 is our layer i, except that our last layer is taken *before* the final norm, like every other.
 
-Pooling: ``"last"`` (the last token, i.e. the answer's last token; the default as in Burns/elk) or
-``"mean"`` (over the non-padding tokens). The same forward also gives the zero-shot baseline: the
-mean log-probability of each answer's tokens (logits are computed only at those few positions, which
-matters for a 262k vocabulary).
+Pooling: ``"last"`` (the last token: a decoder's answer's last token, an encoder's end token
+[SEP] or </s>; the default as in Burns/elk) or ``"mean"`` (over the non-padding tokens). For
+decoders the same forward also gives the zero-shot baseline: the mean log-probability of each
+answer's tokens (logits are computed only at those few positions, which matters for a 262k
+vocabulary). Encoders and encoder-decoders (T5: either stack, as Burns' code) are read as
+:func:`extract` says.
 
 Cache: one folder per (model + weight fingerprint, dataset + content fingerprint, template, pooling,
 layers), holding ``key.json`` and shards, each a ``datasets.Dataset`` saved with ``save_to_disk``
@@ -35,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.anatomy import check_layers, residual_site
+from ..core.anatomy import STACKS, check_layers, require, residual_site
 from ..core.files import slug, write_json
 from ..core.hooks import capture
 from ..core.lm import masked_mean
@@ -44,6 +46,7 @@ from ..data.contrast import ContrastSet
 
 CACHE_FORMAT = 1
 POOLINGS = ("last", "mean")
+SUPPORTED_KINDS = ("decoder", "encoder", "encoder-decoder")
 
 
 @dataclass
@@ -121,44 +124,82 @@ def _answer_lengths(lm, prompts: list[str], texts: list[str]) -> list[int]:
 
 
 @torch.no_grad()
-def forward_states(lm, texts: list[str], n_answer: list[int], layers: list[int],
-                   pooling: str = "last") -> tuple[np.ndarray, np.ndarray]:
-    """One batch: pooled states ``[b, len(layers), d]`` and mean answer log-probs ``[b]`` (float32).
-
-    The LM head runs only on the last ``max(n_answer) + 1`` positions.
-    """
+def forward_states(lm, prompts: list[str], answers: list[str], layers: list[int],
+                   pooling: str = "last", stack: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One batch of (prompt, answer) pairs: pooled states ``[b, len(layers), d]`` and mean answer
+    log-probs ``[b]`` (float32; NaN for models without a causal LM head). See :func:`extract`."""
+    if lm.kind == "encoder-decoder":
+        return _encoder_decoder_states(lm, prompts, answers, layers, pooling, stack)
+    texts = [f"{p} {a}" for p, a in zip(prompts, answers)]  # ContrastSet.pairs' texts
     sites = [residual_site(layer) for layer in layers]
     batch = lm.encode(texts)
-    keep = max(n_answer) + 1
+    if lm.kind == "encoder":
+        with capture(lm, sites) as acts:
+            lm.model.base_model(**batch)  # the body: hidden states need no head
+        logp = np.full(len(texts), np.nan, np.float32)
+        return _pool(acts, sites, batch["attention_mask"], pooling), logp
+    n_answer = _answer_lengths(lm, prompts, texts)
+    keep = max(n_answer) + 1  # the LM head runs only on the last positions
     with capture(lm, sites) as acts:
         try:
             logits = lm.model(**batch, logits_to_keep=keep).logits
         except TypeError:  # models without logits_to_keep
             logits = lm.model(**batch).logits[:, -keep:]
-    pooled = []
-    for site in sites:
-        h = acts[site]
-        # left padding: the last position is every row's last token
-        pooled.append(h[:, -1] if pooling == "last" else masked_mean(h, batch["attention_mask"]))
-    states = torch.stack(pooled, 1).float().cpu().numpy()
     ids = batch["input_ids"]
     logprobs = []
     for r, n in enumerate(n_answer):
         # logits[:, j] predicts the token after kept position j; answer tokens are the last n ids
         lp = logits[r, keep - 1 - n: keep - 1].float().log_softmax(-1)
         logprobs.append(lp.gather(-1, ids[r, -n:, None]).mean())
-    return states, torch.stack(logprobs).float().cpu().numpy()
+    logp = torch.stack(logprobs).float().cpu().numpy()
+    return _pool(acts, sites, batch["attention_mask"], pooling), logp
+
+
+def _encoder_decoder_states(lm, prompts, answers, layers, pooling, stack):
+    """Burns' two ways to read an encoder-decoder: ``stack="encoder"`` encodes the pair
+    ``prompt </s> answer </s>`` and reads the encoder (the decoder would not change it, so it does
+    not run); ``stack="decoder"`` encodes the prompt and feeds the answer's tokens (ending in
+    </s>, no start token, as Burns' code) to the decoder, whose states are read."""
+    sites = [residual_site(layer, stack) for layer in layers]
+    if stack == "encoder":
+        batch = lm.encode(prompts, answers)
+        with capture(lm, sites) as acts:
+            lm.model.get_encoder()(**batch)
+        mask = batch["attention_mask"]
+    else:
+        batch, target = lm.encode(prompts), lm.encode(answers)
+        with capture(lm, sites) as acts:
+            lm.model(**batch, decoder_input_ids=target["input_ids"],
+                     decoder_attention_mask=target["attention_mask"])
+        mask = target["attention_mask"]
+    return _pool(acts, sites, mask, pooling), np.full(len(prompts), np.nan, np.float32)
+
+
+def _pool(acts, sites: list[str], mask: torch.Tensor, pooling: str) -> np.ndarray:
+    """``[b, len(sites), d]``: each site's last position (left padding: every row's last token) or
+    its mean over the tokens."""
+    pooled = [acts[site][:, -1] if pooling == "last" else masked_mean(acts[site], mask)
+              for site in sites]
+    return torch.stack(pooled, 1).float().cpu().numpy()
 
 
 def extract(lm, contrast: ContrastSet, *, layers: list[int] | None = None, pooling: str = "last",
-            batch_size: int = 32, chunk_size: int = 64, cache: bool | str | Path | None = True,
-            progress: bool = True) -> ContrastStates:
+            stack: str | None = None, batch_size: int = 32, chunk_size: int = 64,
+            cache: bool | str | Path | None = True, progress: bool = True) -> ContrastStates:
     """Hidden states of both halves of every pair of ``contrast`` at ``layers`` (default: all).
+
+    Decoders read ``prompt + " " + answer`` (and give the zero-shot answer log-probs); encoders
+    the same text wrapped in their special tokens, as Burns' code (``pooling="last"`` then reads
+    the end token, [SEP] or </s>; no log-probs: NaN). Encoder-decoders (T5): ``stack`` names the
+    stack read, ``"encoder"`` (default; Burns' default, the paper's choice for T5 and UnifiedQA)
+    or ``"decoder"`` (the paper's choice for T0): see :func:`_encoder_decoder_states`; layers are
+    then that stack's.
 
     ``cache``: ``True`` = ``<NBTOOLKIT_CACHE>/activations``, a path = that folder, ``False``/``None``
     = no cache. Work is done in chunks of ``chunk_size`` pairs (one cache shard each); sequences
     are sorted by length inside a chunk to waste little padding.
     """
+    require(lm.model, "CCS extraction", SUPPORTED_KINDS)
     if not isinstance(contrast, ContrastSet):
         raise TypeError(f"extract() takes a ContrastSet (from load_contrast), got "
                         f"{type(contrast).__name__}")
@@ -168,33 +209,32 @@ def extract(lm, contrast: ContrastSet, *, layers: list[int] | None = None, pooli
         raise ValueError(f"batch_size and chunk_size must be >= 1, got {batch_size}, {chunk_size}")
     if len(contrast) == 0:
         raise ValueError(f"{contrast.name}: no examples")
-    layers = check_layers(lm.model, layers)
-    key = cache_key(lm, contrast, layers, pooling)
+    stack = _check_stack(lm, stack)
+    layers = check_layers(lm.model, layers, stack=stack or "")
+    key = cache_key(lm, contrast, layers, pooling, stack)
     store = _Store(_cache_root(cache), key) if cache else None
     n = len(contrast)
     chunks = [(s, min(s + chunk_size, n)) for s in range(0, n, chunk_size)]
     done = store.valid_shards(chunks) if store else {}
     todo = [c for c in chunks if c not in done]
-    pairs = contrast.pairs
     from tqdm.auto import tqdm
 
     bar = tqdm(total=2 * sum(b - a for a, b in todo), desc=f"{contrast.name} states",
                unit="seq", disable=not progress or not todo, leave=False)
     try:
         for start, stop in todo:
-            texts = [pairs[i][0] for i in range(start, stop)] + [pairs[i][1] for i in range(start, stop)]
+            k = stop - start
             prompts = contrast.prompts[start:stop] * 2
-            n_ans = _answer_lengths(lm, prompts, texts)
-            order = np.argsort([len(t) for t in texts], kind="stable")
-            states = np.zeros((len(texts), len(layers), lm.d_model), np.float32)
-            logp = np.zeros(len(texts), np.float32)
-            for b in range(0, len(texts), batch_size):
+            answers = [contrast.choices[1]] * k + [contrast.choices[0]] * k  # x⁺ rows, then x⁻
+            order = np.argsort([len(p) + len(a) for p, a in zip(prompts, answers)], kind="stable")
+            states = np.zeros((2 * k, len(layers), lm.d_model), np.float32)
+            logp = np.zeros(2 * k, np.float32)
+            for b in range(0, 2 * k, batch_size):
                 sel = order[b: b + batch_size]
-                s, l = forward_states(lm, [texts[i] for i in sel], [n_ans[i] for i in sel],
-                                      layers, pooling)
+                s, l = forward_states(lm, [prompts[i] for i in sel], [answers[i] for i in sel],
+                                      layers, pooling, stack)
                 states[sel], logp[sel] = s, l
                 bar.update(len(sel))
-            k = stop - start
             part = dict(index=np.arange(start, stop), hidden_pos=states[:k], hidden_neg=states[k:],
                         logp_pos=logp[:k], logp_neg=logp[k:])
             if store:
@@ -210,6 +250,18 @@ def extract(lm, contrast: ContrastSet, *, layers: list[int] | None = None, pooli
                           cat["logp_neg"], layers, meta)
 
 
+def _check_stack(lm, stack: str | None) -> str | None:
+    """The stack read: an encoder-decoder's (default ``"encoder"``); ``None`` for other models."""
+    if lm.kind != "encoder-decoder":
+        if stack is not None:
+            raise ValueError(f"stack is for encoder-decoder models; {lm.family!r} has one stack")
+        return None
+    stack = "encoder" if stack is None else stack
+    if stack not in STACKS:
+        raise ValueError(f"stack must be one of {STACKS}, got {stack!r}")
+    return stack
+
+
 # --------------------------------------------------------------------------- cache
 
 def model_fingerprint(lm) -> str:
@@ -223,9 +275,11 @@ def model_fingerprint(lm) -> str:
     return h.hexdigest()[:16]
 
 
-def cache_key(lm, contrast: ContrastSet, layers: list[int], pooling: str) -> dict:
+def cache_key(lm, contrast: ContrastSet, layers: list[int], pooling: str,
+              stack: str | None = None) -> dict:
     """Everything that determines the extracted arrays."""
-    return {"format": CACHE_FORMAT, "model": lm.name, "model_fingerprint": model_fingerprint(lm),
+    read = {} if stack is None else {"stack": stack}  # an encoder-decoder's stack
+    return {**read, "format": CACHE_FORMAT, "model": lm.name, "model_fingerprint": model_fingerprint(lm),
             "dataset": contrast.dataset, "template_id": contrast.template_id,
             "template": contrast.template, "data_fingerprint": contrast.fingerprint(),
             "n": len(contrast), "pooling": pooling, "layers": list(layers), "d_model": lm.d_model}

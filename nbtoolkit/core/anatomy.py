@@ -59,9 +59,10 @@ class Family:
     a block ``attn`` / ``mlp`` (the terms added to the residual stream), ``heads`` (the attention
     output projection, whose input is split by head), ``cross_attn`` (a decoder's cross-attention).
     ``kind``: ``"decoder"``, ``"encoder"`` or ``"encoder-decoder"`` (then ``decoder`` holds the
-    decoder stack's table). ``block``: how the terms reach the residual stream (``"pre-norm"``,
-    ``"parallel"``, ``"post-norm"``: see the module docstring); ``norm``: ``"rms"`` or
-    ``"layer"`` (LayerNorm, which also centres).
+    decoder stack's table). ``block``: where the norms sit (``"pre-norm"``; ``"parallel"``:
+    attention and MLP read one norm; ``"sandwich"``: before and after each sublayer;
+    ``"norm-after"``: after each sublayer only; ``"post-norm"``: after each residual sum), see the
+    module docstring; ``norm``: ``"rms"`` or ``"layer"`` (LayerNorm, which also centres).
 
     Positions: ``positions`` an absolute position embedding added to the token embeddings (the
     table's row of position 0 is ``position_offset``: 2 for OPT and RoBERTa); ``position_ids``
@@ -69,6 +70,8 @@ class Family:
     padding, T5 has relative positions only). Oddities: ``embed_in`` a projection from the token
     embeddings to ``d_model`` (OPT-350m); ``flat_mlp`` the MLP runs on ``[batch·seq, d]`` rows
     (OPT); ``first_block_out`` a module that rewrites block 0's output (DeBERTa-v2's convolution).
+
+    ``notes``: what a reader of the README's family table should know.
 
     Weights read by weight-based explanations (``None`` where the family fuses or lacks them):
     ``query``, ``key`` (the query/key projections), ``attn_norm`` (the attention's input norm),
@@ -100,6 +103,7 @@ class Family:
     key_norm: str | None = None
     mlp_values: str | None = None
     mlp_values_norm: str | None = None
+    notes: str = ""  # for the README's family table
 
 
 _LLAMA = Family(layers="layers", final_norm="norm", attn="self_attn", mlp="mlp",
@@ -112,63 +116,79 @@ _POST_NORMED = dict(attn="post_attention_layernorm", mlp="post_feedforward_layer
 _BERT = Family(layers="encoder.layer", attn="attention.output.dense", mlp="output.dense",
                heads="attention.output.dense", kind="encoder", block="post-norm", norm="layer",
                positions="embeddings.position_embeddings", query="attention.self.query",
-               key="attention.self.key", mlp_values="output.dense")
+               key="attention.self.key", mlp_values="output.dense",
+               notes="learned positions; Add & Norm after each sublayer, no final norm")
 _T5_STACK = dict(attn="layer.0.SelfAttention", heads="layer.0.SelfAttention.o",
                  query="layer.0.SelfAttention.q", key="layer.0.SelfAttention.k",
                  attn_norm="layer.0.layer_norm", position_ids=False)
 
 FAMILIES: dict[str, Family] = {
     "gpt2": Family(layers="h", final_norm="ln_f", attn="attn", mlp="mlp", heads="attn.c_proj",
-                   norm="layer", positions="wpe"),
+                   norm="layer", positions="wpe", notes="learned positions"),
     "gpt_neox": Family(layers="layers", final_norm="final_layer_norm", attn="attention",
-                       mlp="mlp", heads="attention.dense", block="parallel", norm="layer"),
+                       mlp="mlp", heads="attention.dense", block="parallel", norm="layer",
+                       notes="parallel attention and MLP (`use_parallel_residual`, the default)"),
     "gptj": Family(layers="h", final_norm="ln_f", attn="attn", mlp="mlp", heads="attn.out_proj",
                    block="parallel", norm="layer", query="attn.q_proj", key="attn.k_proj",
-                   attn_norm="ln_1", mlp_values="mlp.fc_out"),
+                   attn_norm="ln_1", mlp_values="mlp.fc_out",
+                   notes="attention and MLP read one norm (`ln_1`); EleutherAI/gpt-j-6b"),
     "opt": Family(layers="decoder.layers", final_norm="decoder.final_layer_norm", attn="self_attn",
                   mlp="fc2", heads="self_attn.out_proj", norm="layer",
                   positions="decoder.embed_positions", position_offset=2,
                   embed_in="decoder.project_in", flat_mlp=True, query="self_attn.q_proj",
-                  key="self_attn.k_proj", attn_norm="self_attn_layer_norm", mlp_values="fc2"),
+                  key="self_attn.k_proj", attn_norm="self_attn_layer_norm", mlp_values="fc2",
+                  notes="learned positions, offset 2; OPT-350m: post-norm, projections in and out "
+                        "of the residual, no final norm"),
     "llama": _LLAMA,
     "mistral": _LLAMA,
     "mixtral": Family(layers="layers", final_norm="norm", attn="self_attn", mlp="mlp",
                       heads="self_attn.o_proj", query="self_attn.q_proj", key="self_attn.k_proj",
-                      attn_norm="input_layernorm"),  # experts' weights are one fused tensor
+                      attn_norm="input_layernorm",  # experts' weights are one fused tensor
+                      notes="`mlp` is the whole sparse mixture-of-experts block's output"),
     "qwen2": _LLAMA,
     "qwen3": Family(layers="layers", final_norm="norm", attn="self_attn", mlp="mlp",
                     heads="self_attn.o_proj", query="self_attn.q_proj", key="self_attn.k_proj",
                     attn_norm="input_layernorm", query_norm="self_attn.q_norm",
-                    key_norm="self_attn.k_norm", mlp_values="mlp.down_proj"),
+                    key_norm="self_attn.k_norm", mlp_values="mlp.down_proj",
+                    notes="per-head query/key norms"),
     "phi": Family(layers="layers", final_norm="final_layernorm", attn="self_attn", mlp="mlp",
                   heads="self_attn.dense", block="parallel", norm="layer",
                   query="self_attn.q_proj", key="self_attn.k_proj", attn_norm="input_layernorm",
                   query_norm="self_attn.q_layernorm", key_norm="self_attn.k_layernorm",
-                  mlp_values="mlp.fc2"),
+                  mlp_values="mlp.fc2", notes="parallel attention and MLP; partial rotary"),
     "phi3": Family(layers="layers", final_norm="norm", attn="self_attn", mlp="mlp",
                    heads="self_attn.o_proj", attn_norm="input_layernorm",
-                   mlp_values="mlp.down_proj"),  # query/key/value fused in one qkv_proj
+                   mlp_values="mlp.down_proj",  # query/key/value fused in one qkv_proj
+                   notes="fused qkv and gate-up projections"),
     "gemma2": Family(layers="layers", final_norm="norm", heads="self_attn.o_proj",
                      query="self_attn.q_proj", key="self_attn.k_proj", attn_norm="input_layernorm",
-                     mlp_values="mlp.down_proj", **_POST_NORMED),
+                     mlp_values="mlp.down_proj", block="sandwich", **_POST_NORMED,
+                     notes="sliding windows; soft-capping (`logits` before the final one)"),
     "gemma3": Family(layers="layers", final_norm="norm", heads="self_attn.o_proj",
                      query="self_attn.q_proj", key="self_attn.k_proj", attn_norm="input_layernorm",
                      query_norm="self_attn.q_norm", key_norm="self_attn.k_norm",
-                     mlp_values="mlp.down_proj", **_POST_NORMED),
+                     mlp_values="mlp.down_proj", block="sandwich", **_POST_NORMED,
+                     notes="sliding windows; per-head query/key norms"),
     # OLMo-2 has no input norms, and its q/k norms span all heads at once (not per head)
     "olmo2": Family(layers="layers", final_norm="norm", heads="self_attn.o_proj",
                     query="self_attn.q_proj", key="self_attn.k_proj", mlp_values="mlp.down_proj",
-                    **_POST_NORMED),
+                    block="norm-after", **_POST_NORMED,
+                    notes="query/key norms over all heads at once"),
     "bert": _BERT,
     # RoBERTa counts positions from padding_idx + 1 = 2, from the ids themselves
-    "roberta": replace(_BERT, position_offset=2, position_ids=False),
+    "roberta": replace(_BERT, position_offset=2, position_ids=False,
+                       notes="learned positions, offset 2; Add & Norm, no final norm"),
     "deberta-v2": replace(_BERT, first_block_out="encoder.conv", query="attention.self.query_proj",
-                          key="attention.self.key_proj"),
+                          key="attention.self.key_proj",
+                          notes="relative attention (learned positions only with "
+                                "`position_biased_input`); `layer.0` after the convolution"),
     "t5": Family(layers="encoder.block", final_norm="encoder.final_layer_norm",
                  mlp="layer.1.DenseReluDense", kind="encoder-decoder", **_T5_STACK,
                  decoder=Family(layers="decoder.block", final_norm="decoder.final_layer_norm",
                                 cross_attn="layer.1.EncDecAttention", mlp="layer.2.DenseReluDense",
-                                kind="encoder-decoder", **_T5_STACK)),
+                                kind="encoder-decoder", **_T5_STACK),
+                 notes="relative positions; sites `encoder.layer.{i}…`, `decoder.layer.{i}…`, "
+                       "`decoder.layer.{i}.cross_attn`"),
 }
 
 # config.model_type -> family (the families' own names are model types too)

@@ -141,17 +141,21 @@ class LM:
         return (f"LM({self.name!r}, family={self.family!r}{head}, n_layers={self.n_layers}, "
                 f"d_model={self.d_model})")
 
-    def encode(self, prompts: str | list[str]) -> dict[str, torch.Tensor]:
+    def encode(self, prompts: str | list[str], pairs: list[str] | None = None) -> dict[str, torch.Tensor]:
         """Tokenize with left padding: ``input_ids``, ``attention_mask``, ``position_ids`` [batch, seq]
         (position ids only where the family takes them: not RoBERTa, T5). For an encoder-decoder
-        these are the encoder's inputs."""
+        these are the encoder's inputs. ``pairs``: a second text per prompt, tokenized as a pair
+        (BERT's ``[CLS] a [SEP] b [SEP]``, T5's ``a </s> b </s>``)."""
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts or any(not isinstance(p, str) or not p for p in prompts):
             raise ValueError(f"prompts must be non-empty strings, got {prompts!r}")
+        if pairs is not None and len(pairs) != len(prompts):
+            raise ValueError(f"pairs must have one text per prompt: {len(pairs)} for "
+                             f"{len(prompts)} prompts")
         side = self.tokenizer.padding_side
         self.tokenizer.padding_side = "left"
         try:
-            batch = self.tokenizer(prompts, return_tensors="pt", padding=True)
+            batch = self.tokenizer(prompts, pairs, return_tensors="pt", padding=True)
         finally:
             self.tokenizer.padding_side = side
         return forward_inputs(self.model, batch["input_ids"].to(self.device),

@@ -1,0 +1,44 @@
+"""Which methods run on which model families: the README's family table.
+
+Built from the anatomy (each family's kind, block layout and positions) and from the support each
+method declares (its ``SUPPORTED_KINDS``, or the families whose weights it can read);
+``tests/test_families.py`` runs every method on every family this table gives it, on a tiny model,
+and checks that the others refuse, and that the README holds this very table.
+
+    print(family_table())     # markdown
+"""
+
+from __future__ import annotations
+
+from .core.anatomy import FAMILIES, MODEL_TYPES
+
+
+def method_support() -> dict[str, list[str]]:
+    """``{method: families it runs on}``, in the table's column order."""
+    from . import attribution, explain, interchange, selfie, steering
+    from .ccs import activations
+    from .das import forward
+    from .tracing import tracer
+
+    by_kind = {"causal tracing": tracer.SUPPORTED_KINDS, "interchange": interchange.SUPPORTED_KINDS,
+               "DAS": forward.SUPPORTED_KINDS, "CCS extraction": activations.SUPPORTED_KINDS,
+               "attribution": attribution.SUPPORTED_KINDS, "SelfIE": selfie.SUPPORTED_KINDS,
+               "steering": steering.SUPPORTED_KINDS}
+    support = {"capture & patch": list(FAMILIES)}
+    support |= {method: [f for f, t in FAMILIES.items() if t.kind in kinds]
+                for method, kinds in by_kind.items()}
+    support["explain: heads"] = list(explain.ATTENTION_FAMILIES)
+    support["explain: FFN"] = list(explain.FFN_FAMILIES)
+    return support
+
+
+def family_table() -> str:
+    """The README's table: one row per family, a ✓ under each method it runs (and is tested) on."""
+    support = method_support()
+    header = ["family", "`model_type`", "kind", "block", "notes", *support]
+    rows = [header, ["---"] * len(header)]
+    for name, family in FAMILIES.items():
+        types = sorted(t for t, f in MODEL_TYPES.items() if f == name)
+        rows.append([name, ", ".join(f"`{t}`" for t in types), family.kind, family.block,
+                     family.notes, *("✓" if name in families else "" for families in support.values())])
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n"
