@@ -21,11 +21,13 @@ TOL = 1e-5
 
 # ---------------------------------------------------------------- the reference (ROME, literally)
 
-def reference_trace(lm, prompt, subject, kind, samples, level, window=10, seed=1, layers=None):
+def reference_trace(lm, prompt, subject, kind, samples, level, window=10, seed=1, layers=None,
+                    positions=None):
     """ROME's calculate_hidden_flow: for every cell one forward of ``samples + 1`` copies of the
     prompt; row 0 clean, rows 1.. get ``RandomState(seed).randn(samples, n_subj, d) * level``
     added (float64, in place) to the subject embeddings; the restored sites copy row 0 at token t.
-    Returns (scores [T, L] (NaN outside ``layers``), low, high, answer id, subject range)."""
+    Returns (scores [T, L] (NaN outside ``layers`` and ``positions``), low, high, answer id,
+    subject range)."""
     ids = lm.tokenizer([prompt] * (samples + 1), return_tensors="pt")["input_ids"].to(lm.device)
     tokens = [lm.tokenizer.decode([i]) for i in ids[0].tolist()]
     b, e = find_token_range(tokens, subject)
@@ -54,7 +56,7 @@ def reference_trace(lm, prompt, subject, kind, samples, level, window=10, seed=1
     high = float(base[0, -1].softmax(-1)[answer])
     score = lambda logits: float(logits[1:, -1].softmax(-1).mean(0)[answer])
     scores = np.full((T, L), np.nan)
-    for t in range(T):
+    for t in (range(T) if positions is None else positions):
         for layer in (range(L) if layers is None else layers):
             if kind == "hidden":
                 states = [(t, f"layer.{layer}")]
