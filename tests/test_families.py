@@ -57,10 +57,9 @@ def test_encoder_capture_matches_hidden_states_and_post_norm_sums(tiny_encoder):
     torch.testing.assert_close(acts["layer.1"], by_hand, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("site", ["layer.1.attn", "layer.0", "layer.1.mlp", "embed"])
-def test_encoder_interchange_equals_reference_and_self_patch_is_exact(tiny_encoder, site):
-    lm = tiny_encoder
-    base, source = lm.encode("in Spain"), lm.encode("in Italy")
+def assert_interchange_is_exact(lm, site, base, source, position):
+    """A self-patch is bit-identical; the source's activation at one position gives the logits of
+    a forward whose module output is replaced by hand (tests/test_hooks.py's reference)."""
     logits = lambda batch: lm.model(**batch).logits
     with torch.no_grad(), capture(lm, site) as acts:
         clean = logits(base)
@@ -68,16 +67,22 @@ def test_encoder_interchange_equals_reference_and_self_patch_is_exact(tiny_encod
         assert torch.equal(logits(base), clean)
     with torch.no_grad(), capture(lm, site) as src:
         logits(source)
-    with torch.no_grad(), patch(lm, {site: Set(src[site], at=[4])}):
+    with torch.no_grad(), patch(lm, {site: Set(src[site], at=[position])}):
         patched = logits(base)
 
     def substitute(h):
         h = h.clone()
-        h[:, 4] = src[site][:, 4]
+        h[:, position] = src[site][:, position]
         return h
     reference = forward_replacing(lm, resolve_site(lm.model, site).module, substitute, base)
     torch.testing.assert_close(patched, reference, atol=1e-6, rtol=0)
     assert not torch.allclose(patched, clean, atol=1e-6)
+
+
+@pytest.mark.parametrize("site", ["layer.1.attn", "layer.0", "layer.1.mlp", "embed"])
+def test_encoder_interchange_equals_reference_and_self_patch_is_exact(tiny_encoder, site):
+    lm = tiny_encoder
+    assert_interchange_is_exact(lm, site, lm.encode("in Spain"), lm.encode("in Italy"), 4)
 
 
 def test_encoder_left_padding_equals_one_by_one(tiny_encoder):
@@ -145,36 +150,20 @@ def test_t5_sites_match_hidden_states_and_sum_to_the_blocks():
     torch.testing.assert_close(acts["decoder.embed"], out.decoder_hidden_states[0], atol=0, rtol=0)
     total = sum(acts[p] for p in parts[:4])
     torch.testing.assert_close(acts["decoder.layer.1"], total, atol=1e-5, rtol=1e-5)
+    # the heads feed the attention's output projection, which has no bias
+    with torch.no_grad(), patch(lm, {"encoder.layer.1.attn.heads": Zero()}), \
+            capture(lm, ["encoder.layer.1.attn.heads", "encoder.layer.1.attn"]) as zeroed:
+        lm.model(**inputs)
+    assert zeroed["encoder.layer.1.attn.heads"].shape == (2, inputs["input_ids"].shape[1], 4, 8)
+    assert not zeroed["encoder.layer.1.attn"].any()
 
 
-@pytest.mark.parametrize("site", ["encoder.layer.1.mlp", "decoder.layer.0.cross_attn",
-                                  "decoder.layer.1", "encoder.layer.0.attn.heads"])
+@pytest.mark.parametrize("site", ["encoder.layer.1.mlp", "encoder.layer.0.attn",
+                                  "decoder.layer.0.cross_attn", "decoder.layer.1"])
 def test_t5_interchange_equals_reference_and_self_patch_is_exact(site):
     lm = models("t5")
     base, source = t5_inputs(lm, ["in Spain"], ["yes"]), t5_inputs(lm, ["in Italy"], ["yes"])
-    logits = lambda batch: lm.model(**batch).logits
-    with torch.no_grad(), capture(lm, site) as clean_acts:
-        clean = logits(base)
-    with torch.no_grad(), patch(lm, {site: Set(clean_acts[site])}):
-        assert torch.equal(logits(base), clean)
-    with torch.no_grad(), capture(lm, site) as src:
-        logits(source)
-    position = 0 if site.startswith("decoder") else 4
-    with torch.no_grad(), patch(lm, {site: Set(src[site], at=[position])}):
-        patched = logits(base)
-    resolved = resolve_site(lm.model, site)
-    if resolved.read == "input":  # per-head site: compare with a forward whose input is replaced
-        with torch.no_grad(), patch(lm, {site: lambda act, ctx: torch.cat(
-                [act[:, :position], src[site][:, position:position + 1], act[:, position + 1:]], 1)}):
-            reference = logits(base)
-    else:
-        def substitute(h):
-            h = h.clone()
-            h[:, position] = src[site][:, position]
-            return h
-        reference = forward_replacing(lm, resolved.module, substitute, base)
-    torch.testing.assert_close(patched, reference, atol=1e-6, rtol=0)
-    assert not torch.allclose(patched, clean, atol=1e-6)
+    assert_interchange_is_exact(lm, site, base, source, 0 if site.startswith("decoder") else 4)
 
 
 def test_t5_left_padding_equals_one_by_one():

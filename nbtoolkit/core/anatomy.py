@@ -47,9 +47,6 @@ from typing import Sequence
 
 import torch
 
-MODEL_KINDS = ("decoder", "encoder", "encoder-decoder")
-
-
 @dataclass(frozen=True)
 class Family:
     """Where things live in one family's Hugging Face model.
@@ -354,11 +351,13 @@ def site_names(model: torch.nn.Module) -> list[str]:
     for stack in (STACKS if table.decoder else ("",)):
         t = _stack(model, stack)
         prefix = f"{stack}." if stack else ""
-        kinds = ("in", "attn.heads", "attn", "cross_attn", "mlp", "") if t.cross_attn else \
-            ("in", "attn.heads", "attn", "mlp", "")
-        names += [prefix + EMBED] + (["positions"] if _optional(model.base_model, t.positions) else [])
-        names += [site_name(i, kind, stack) for i in range(n_layers_of(model, stack)) for kind in kinds]
-        if t.final_norm and _optional(model.base_model, t.final_norm) is not None:
+        kinds = ("in", "attn.heads", "attn") + (("cross_attn",) if t.cross_attn else ()) + ("mlp", "")
+        names.append(prefix + EMBED)
+        if _optional(model.base_model, t.positions) is not None:
+            names.append("positions")
+        names += [site_name(i, kind, stack) for i in range(n_layers_of(model, stack))
+                  for kind in kinds]
+        if _optional(model.base_model, t.final_norm) is not None:
             names.append(prefix + "final_norm")
     return names + ["logits"]
 
@@ -509,11 +508,6 @@ def weight(model: torch.nn.Module, layer: int, part: str) -> torch.nn.Module | N
     table = family_table(model, "weight table")
     block = model.base_model.get_submodule(f"{table.layers}.{layer}")
     return _optional(block, getattr(table, part))
-
-
-def has_weights(model: torch.nn.Module, parts: tuple[str, ...]) -> bool:
-    """Whether the family names every weight in ``parts``."""
-    return family_of(model) in families_with(parts)
 
 
 def families_with(parts: tuple[str, ...], norm: str | None = None) -> list[str]:
