@@ -5,6 +5,7 @@ encoder-decoders as seq2seq LMs. ``lm.head`` says which (:data:`HEADS`)."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -35,6 +36,7 @@ def masked_mean(acts: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (acts * m).sum(1) / m.sum(1)
 
 
+@functools.lru_cache(maxsize=None)
 def head_of_class(name: str) -> str | None:
     """The head (:data:`HEADS`) of a transformers model class name, e.g. ``"BertForMaskedLM"``."""
     from transformers.models.auto import modeling_auto
@@ -82,7 +84,7 @@ def prediction_logits(model: torch.nn.Module, inputs: dict, *, every_position: b
 
 @dataclass
 class LM:
-    """A causal language model, its tokenizer and its site table.
+    """A language model (a decoder, encoder or encoder-decoder), its tokenizer and its site table.
 
     Batches are left-padded with an attention mask and explicit position ids, so the last
     position of every row is that prompt's last token.

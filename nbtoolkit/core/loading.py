@@ -61,6 +61,9 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype: torch.dtype | None =
 
     if device is not None and device_map is not None:
         raise ValueError("pass either device or device_map, not both")
+    check_head(head)
+    if name_or_path in EMBEDDED and head not in (None, "causal-lm"):
+        raise ValueError(f"the embedded models are causal LMs; head={head!r} does not apply")
     dtype = dtype or torch.float32
     options = dict(dtype=dtype, **hf_options)
     if device_map is not None:
@@ -90,16 +93,21 @@ def pick_head(config, head: str | None = None) -> str:
     """The head to load for ``config``: ``head`` if given; else the one its ``architectures``
     name; else the family's usual one (decoder: causal LM, encoder: masked LM, encoder-decoder:
     seq2seq LM)."""
-    if head is not None:
-        if head not in HEADS:
-            raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+    if check_head(head) is not None:
         return head
     for architecture in getattr(config, "architectures", None) or []:
-        if head_of_class(architecture):
-            return head_of_class(architecture)
+        if found := head_of_class(architecture):
+            return found
     table = FAMILIES.get(MODEL_TYPES.get(config.model_type, config.model_type))
     return {"encoder": "masked-lm", "encoder-decoder": "seq2seq-lm"}.get(
         table.kind if table else "decoder", "causal-lm")
+
+
+def check_head(head: str | None) -> str | None:
+    """``head`` if it is ``None`` or one of :data:`~nbtoolkit.core.lm.HEADS`; else ``ValueError``."""
+    if head is not None and head not in HEADS:
+        raise ValueError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
+    return head
 
 
 def auto_class(head: str):
