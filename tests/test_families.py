@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DECODERS, ENCODERS
+from conftest import ENCODERS
 from test_hooks import forward_replacing
 from test_tracing import PROMPT, SUBJECT, peaked, reference_trace
 from nbtoolkit import Set, Zero, capture, load_model, patch, site_name, tiny_model

@@ -49,8 +49,9 @@ def head_of_class(name: str) -> str | None:
 
 
 def head_of(model: torch.nn.Module) -> str | None:
-    """The head of a model (``None`` for a bare body or a plain module)."""
-    return head_of_class(type(model).__name__)
+    """The head of a model, or of the transformers class it subclasses (``None`` for a bare
+    body or a plain module)."""
+    return next(filter(None, (head_of_class(c.__name__) for c in type(model).__mro__)), None)
 
 
 def forward_inputs(model: torch.nn.Module, input_ids: torch.Tensor,
