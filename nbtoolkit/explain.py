@@ -21,7 +21,7 @@ input, whose gain is folded in as the paper does (:data:`ATTENTION_FAMILIES`): f
 (GPT-2, GPT-NeoX, Phi-3's qkv) are refused, not sliced, and so are LayerNorm families (GPT-J, OPT,
 Phi: their norm also centres and shifts, which a gain cannot fold) and OLMo-2 (no input norm; its
 query/key norms span all heads). FFN concepts need the MLP's output projection
-(:data:`FFN_FAMILIES`; not GPT-2's Conv1D, GPT-NeoX's, or Mixtral's fused experts).
+(:data:`FFN_FAMILIES`; not GPT-2's, a Conv1D, nor Mixtral's fused experts).
 """
 
 from __future__ import annotations

@@ -124,6 +124,7 @@ FAMILIES: dict[str, Family] = {
                    norm="layer", positions="wpe", notes="learned positions"),
     "gpt_neox": Family(layers="layers", final_norm="final_layer_norm", attn="attention",
                        mlp="mlp", heads="attention.dense", block="parallel", norm="layer",
+                       mlp_values="mlp.dense_4h_to_h",
                        notes="parallel attention and MLP (`use_parallel_residual`, the default)"),
     "gptj": Family(layers="h", final_norm="ln_f", attn="attn", mlp="mlp", heads="attn.out_proj",
                    block="parallel", norm="layer", query="attn.q_proj", key="attn.k_proj",
