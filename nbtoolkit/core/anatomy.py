@@ -46,7 +46,8 @@ class Family:
     ``key`` (the query/key projections), ``attn_norm`` (the attention's input norm),
     ``query_norm`` / ``key_norm`` (per-head query/key norms), ``mlp_values`` (the MLP's output
     projection: one value vector per neuron), ``mlp_values_norm`` (a norm applied to the MLP
-    output before the residual).
+    output before the residual), ``mlp_weights`` (the module holding all the MLP's own weights,
+    trained by SelfIE control; on Gemma-3 the ``mlp`` site is the post-norm, not this).
     """
 
     layers: str
@@ -62,6 +63,7 @@ class Family:
     key_norm: str | None = None
     mlp_values: str | None = None
     mlp_values_norm: str | None = None
+    mlp_weights: str = "mlp"
 
 
 _LLAMA = Family(layers="model.layers", final_norm="model.norm", attn="self_attn", mlp="mlp",
@@ -258,8 +260,8 @@ def positions_module(model: torch.nn.Module) -> str | None:
 
 def weight(model: torch.nn.Module, layer: int, part: str) -> torch.nn.Module | None:
     """The module of a named weight (``"query"``, ``"key"``, ``"attn_norm"``, ``"query_norm"``,
-    ``"key_norm"``, ``"mlp_values"``, ``"mlp_values_norm"``) in block ``layer``; ``None`` when the
-    family has no such separate module (e.g. no query/key norms)."""
+    ``"key_norm"``, ``"mlp_values"``, ``"mlp_values_norm"``, ``"mlp_weights"``) in block
+    ``layer``; ``None`` when the family has no such separate module (e.g. no query/key norms)."""
     path = getattr(family_table(model, "weight table"), part)
     if path is None:
         return None
