@@ -39,8 +39,7 @@ import torch
 from ..core.anatomy import site_name
 from ..core.hooks import capture, patch
 from ..core.modes import eval_mode
-from .average import answer_matches
-from .noise import resolve_noise
+from .average import with_progress, answer_matches, facts_and_noise
 from .tracer import _Tracer
 
 SEVERED = ("none", "mlp", "attn")  # plain restoration, MLPs severed, attention severed
@@ -130,17 +129,9 @@ def average_severed(lm, facts: Sequence[dict], *, samples: int = 10, noise: str 
     ``only_correct`` skips facts whose clean top-1 token does not begin the attribute (as
     :func:`~nbtoolkit.tracing.average_indirect_effect`); ``noise="s<f>"`` takes σ over these
     facts' subjects."""
-    facts = list(facts)
-    if not facts:
-        raise ValueError("average_severed needs at least one fact")
-    level = resolve_noise(lm, noise, [f["subject"] for f in facts]) if isinstance(noise, str) \
-        else resolve_noise(lm, noise)
-    iterator = facts
-    if progress:
-        from tqdm.auto import tqdm
-        iterator = tqdm(facts, desc="severing")
+    facts, level = facts_and_noise(lm, facts, noise, "average_severed")
     kept, skipped = [], []
-    for fact in iterator:
+    for fact in with_progress(facts, "severing", progress):
         result = severed_trace(lm, fact["prompt"], fact["subject"], samples=samples, noise=level,
                                seed=seed, max_tokens=max_tokens)
         if only_correct and not answer_matches(result.answers[0], fact["attribute"]):
