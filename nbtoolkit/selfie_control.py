@@ -57,7 +57,7 @@ class MLPEdit:
 
     def __init__(self, module: torch.nn.Module, layer: int):
         self.module, self.layer = module, layer
-        self.original = _copy_state(module)
+        self.original = {name: t.detach().clone() for name, t in module.state_dict().items()}
         self.history: list[dict] = []
         self._keep = False
 
@@ -93,10 +93,12 @@ def supervised_control(lm, prompt: str, *, token: int, layer: int, target: torch
     ``prompt`` becomes ``target`` ``[d_model]``: loss ``mean((h − target)²)``, ``steps`` Adam
     steps. The model is edited in place; the returned :class:`MLPEdit` restores it.
     ``history``: the loss before each step and, last, after the final one."""
-    state = _layer_state(lm, prompt, layer)
-    t = _check_indices("token", token, state.n_tokens, allow_negative=True)[0]
+    if isinstance(token, bool) or not isinstance(token, int):
+        raise TypeError(f"token must be one token index (an int), got {token!r}")
     target = _check_target(target, lm.d_model)
     _check_steps(steps, lr)
+    state = _layer_state(lm, prompt, layer)
+    t = _check_indices("token", token, state.n_tokens, allow_negative=True)[0]
     edit = MLPEdit(weight(lm.model, layer, "mlp_weights"), layer)
 
     def loss_of_step(step):
@@ -122,9 +124,9 @@ def reinforcement_control(lm, prompt: str, *, layer: int, judge: Callable[[str],
     if not callable(judge):
         raise TypeError(f"judge must be a callable text -> reward (e.g. keyword_judge([...])), "
                         f"got {type(judge).__name__}")
+    _check_steps(steps, lr)
     state = _layer_state(lm, prompt, layer)
     rows = _check_indices("token", tokens, state.n_tokens, allow_negative=True)
-    _check_steps(steps, lr)
     edit = MLPEdit(weight(lm.model, layer, "mlp_weights"), layer)
 
     def loss_of_step(step):
@@ -255,10 +257,6 @@ def _train(lm, edit: MLPEdit, loss_of_step: Callable[[int], torch.Tensor], steps
     except BaseException:
         edit.restore()
         raise
-
-
-def _copy_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {name: t.detach().clone() for name, t in module.state_dict().items()}
 
 
 def _check_target(target, d_model: int) -> torch.Tensor:

@@ -219,6 +219,7 @@ def test_default_model_supervised_step_and_descent(default_lm):
 @pytest.mark.parametrize("kwargs, error, message", [
     (dict(layer=3), ValueError, "layer 3 is out of range: the edited MLP is block ℓ's, ℓ in 0..2"),
     (dict(token=25), ValueError, "token 25 is out of range: valid tokens are -20..19"),
+    (dict(token=[1, 2]), TypeError, "token must be one token index (an int), got [1, 2]"),
     (dict(target=[0.0] * 64), TypeError, "target must be a torch.Tensor [d_model=64]"),
     (dict(target=torch.zeros(3)), ValueError, "target must be a finite vector of shape (64,)"),
     (dict(steps=0), ValueError, "steps must be an int >= 1, got 0"),
