@@ -16,6 +16,17 @@ ROME = {  # notebook 02
     "attn_last_token_layer": 32,             # where attention at the last token peaks
 }
 
+ROME_SEVERING = {  # notebook 02, severing
+    "source": "Meng et al. 2022, Fig. 3 (the notebook causal_trace_frozen_mlp_attn.ipynb of "
+              "kmeng01/rome: the hidden state at the last subject token restored, the MLP or "
+              "attention outputs at that token re-inserted from the corrupted run)",
+    "model": "gpt2-xl",
+    "n_layers": 48,
+    "n_facts": 1000,                         # the first 1,000 known facts
+    "mlp_severed": "the lower layers' states lose their causal effect without the later MLPs",
+    "attn_severed": "no such gap: the effect stays close to the plain restoration",
+}
+
 DAS = {  # notebook 03
     "source": "Geiger et al., Finding Alignments Between Interpretable Causal Variables and "
               "Distributed Neural Representations (arXiv 2303.02536), hierarchical equality",
@@ -67,4 +78,21 @@ SELFIE = {  # notebook 07
     "placeholders": 5,
     "mean_relevancy": "not reported",
     "placeholder_only": "'almost the same' on Llama-2-7b-chat (authors' issue #9)",
+}
+
+SELFIE_CONTROL = {  # notebook 08
+    "source": "Chen et al. 2024, SelfIE, §5 and the authors' repository "
+              "(examples/Supervised Controls.ipynb, examples/Reinforcement Controls.ipynb)",
+    "model": "LLaMA-2-7B-chat (the repository's control runs; the paper: LLaMA-2-70B-chat)",
+    "learning_rate": 3e-4,                   # Adam, both controls
+    "supervised_steps": 20,                  # at most
+    "supervised_loss": (0.387, 0.077),       # MSE over the first 4 steps shown (drink example)
+    "reinforcement_steps": 11,
+    "reinforcement_tokens": 50,              # interpretation length judged
+    "fact_accuracy": (0.897, 0.720),         # known facts, before / after reinforcement control
+    "n_facts": 844,
+    "fact_new_tokens": 8,                    # correct = attribute within 8 generated tokens
+    "ethics_override_efficacy": 0.95,        # "≈95%" (paper)
+    "injection_success": (0.8906, 0.044),    # prompt injection on 388 unseen harmful behaviours
+    "unrelated_fact_accuracy_after": 0.9585,
 }

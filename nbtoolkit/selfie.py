@@ -149,19 +149,12 @@ def interpret(lm, prompt: str, *, tokens: Sequence[int] | None = None,
     generation's text), ``template`` (the prompt text) and ``positions`` (placeholder tokens).
     """
     require(lm.model, "SelfIE", SUPPORTED_KINDS)
-    n_layers = lm.n_layers
     prompt_tokens = lm.tokens(prompt) if isinstance(prompt, str) and prompt else None
     if prompt_tokens is None:
         raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
     token_index = _check_indices("token", tokens, len(prompt_tokens), allow_negative=True)
     layer_index = check_layers(lm.model, layers)
-    if not isinstance(insert_layer, int) or not 0 <= insert_layer < n_layers:
-        raise ValueError(f"insert_layer {insert_layer!r} is out of range: the model has blocks "
-                         f"0..{n_layers - 1}")
-    check_overlay(mode, strength)
-    if max_new_tokens < 1 or batch_size < 1:
-        raise ValueError(f"max_new_tokens and batch_size must be >= 1, got {max_new_tokens}, "
-                         f"{batch_size}")
+    _check_generation(lm, insert_layer, mode, strength, max_new_tokens, batch_size)
     interp = build_prompt(lm, template)
     states = hidden_states(lm, prompt, layer_index)
     pairs = [(layer, t) for t in token_index for layer in layer_index]
@@ -188,6 +181,23 @@ def interpret(lm, prompt: str, *, tokens: Sequence[int] | None = None,
                        positions=interp.positions, insert_layer=insert_layer, mode=mode,
                        strength=strength)
     return frame
+
+
+def interpret_vectors(lm, vectors: torch.Tensor, *, insert_layer: int = 1,
+                      template: str | None = None, mode: str = "normalized",
+                      strength: float = 1.0, max_new_tokens: int = 20) -> list[str]:
+    """The interpretation of each row of ``vectors`` ``[n, d_model]`` (any states, e.g. edited
+    ones: SelfIE control), as :func:`interpret` writes it, in one batched ``generate``; no
+    relevancy or baseline (the SelfIE repo's ``interpret_vectors``)."""
+    if not torch.is_tensor(vectors) or vectors.dim() != 2 or vectors.shape[1] != lm.d_model:
+        shape = tuple(vectors.shape) if torch.is_tensor(vectors) else type(vectors).__name__
+        raise ValueError(f"vectors must be a tensor [n, d_model={lm.d_model}], got {shape}")
+    _check_generation(lm, insert_layer, mode, strength, max_new_tokens, 1)
+    interp = build_prompt(lm, template)
+    dtype = lm.model.get_input_embeddings().weight.dtype
+    generated, _ = _generate(lm, interp, vectors.detach().to(lm.device, dtype), mode, strength,
+                             insert_layer, len(vectors), max_new_tokens)
+    return [_decode(lm, ids) for ids in generated]
 
 
 def token_indices(lm, prompt: str, text: str) -> list[int]:
@@ -236,6 +246,17 @@ def _check_indices(name: str, given, size: int, allow_negative: bool) -> list[in
                              f"{low}..{size - 1}")
         out.append(value % size)
     return out
+
+
+def _check_generation(lm, insert_layer, mode, strength, max_new_tokens, batch_size) -> None:
+    n_layers = lm.n_layers
+    if not isinstance(insert_layer, int) or not 0 <= insert_layer < n_layers:
+        raise ValueError(f"insert_layer {insert_layer!r} is out of range: the model has blocks "
+                         f"0..{n_layers - 1}")
+    check_overlay(mode, strength)
+    if max_new_tokens < 1 or batch_size < 1:
+        raise ValueError(f"max_new_tokens and batch_size must be >= 1, got {max_new_tokens}, "
+                         f"{batch_size}")
 
 
 def _eos_ids(lm) -> set[int]:

@@ -74,7 +74,8 @@ class Family:
     ``query``, ``key`` (the query/key projections), ``attn_norm`` (the attention's input norm),
     ``query_norm`` / ``key_norm`` (per-head query/key norms), ``mlp_values`` (the MLP's output
     projection: one value vector per neuron), ``mlp_values_norm`` (a norm applied to the MLP
-    output before the residual).
+    output before the residual), ``mlp_weights`` (the module holding all the MLP's own weights,
+    trained by SelfIE control; on Gemma-3 the ``mlp`` site is the post-norm, not this).
     """
 
     layers: str
@@ -100,6 +101,7 @@ class Family:
     key_norm: str | None = None
     mlp_values: str | None = None
     mlp_values_norm: str | None = None
+    mlp_weights: str | None = "mlp"
     notes: str = ""  # for the README's family table
 
 
@@ -113,11 +115,11 @@ _POST_NORMED = dict(attn="post_attention_layernorm", mlp="post_feedforward_layer
 _BERT = Family(layers="encoder.layer", attn="attention.output.dense", mlp="output.dense",
                heads="attention.output.dense", kind="encoder", block="post-norm", norm="layer",
                positions="embeddings.position_embeddings", query="attention.self.query",
-               key="attention.self.key", mlp_values="output.dense",
+               key="attention.self.key", mlp_values="output.dense", mlp_weights=None,
                notes="learned positions; Add & Norm after each sublayer, no final norm")
 _T5_STACK = dict(attn="layer.0.SelfAttention", heads="layer.0.SelfAttention.o",
                  query="layer.0.SelfAttention.q", key="layer.0.SelfAttention.k",
-                 attn_norm="layer.0.layer_norm", position_ids=False)
+                 attn_norm="layer.0.layer_norm", position_ids=False, mlp_weights=None)
 
 FAMILIES: dict[str, Family] = {
     "gpt2": Family(layers="h", final_norm="ln_f", attn="attn", mlp="mlp", heads="attn.c_proj",
@@ -135,7 +137,7 @@ FAMILIES: dict[str, Family] = {
                   positions="decoder.embed_positions", position_offset=2,
                   embed_in="decoder.project_in", flat_mlp=True, query="self_attn.q_proj",
                   key="self_attn.k_proj", attn_norm="self_attn_layer_norm", mlp_values="fc2",
-                  notes="learned positions, offset 2; OPT-350m: post-norm, projections in and out "
+                  mlp_weights=None, notes="learned positions, offset 2; OPT-350m: post-norm, projections in and out "
                         "of the residual, no final norm"),
     "llama": _LLAMA,
     "mistral": _LLAMA,
@@ -504,8 +506,8 @@ def takes_position_ids(model: torch.nn.Module) -> bool:
 
 def weight(model: torch.nn.Module, layer: int, part: str) -> torch.nn.Module | None:
     """The module of a named weight (``"query"``, ``"key"``, ``"attn_norm"``, ``"query_norm"``,
-    ``"key_norm"``, ``"mlp_values"``, ``"mlp_values_norm"``) in block ``layer``; ``None`` when the
-    family has no such separate module (e.g. no query/key norms)."""
+    ``"key_norm"``, ``"mlp_values"``, ``"mlp_values_norm"``, ``"mlp_weights"``) in block
+    ``layer``; ``None`` when the family has no such separate module (e.g. no query/key norms)."""
     table = family_table(model, "weight table")
     block = model.base_model.get_submodule(f"{table.layers}.{layer}")
     return _optional(block, getattr(table, part))

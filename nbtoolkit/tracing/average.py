@@ -29,17 +29,9 @@ def average_indirect_effect(lm, facts: Sequence[dict], kind: str = "hidden", *,
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    facts = list(facts)
-    if not facts:
-        raise ValueError("average_indirect_effect needs at least one fact")
-    level = resolve_noise(lm, noise, [f["subject"] for f in facts]) if isinstance(noise, str) \
-        else resolve_noise(lm, noise)
-    iterator = facts
-    if progress:
-        from tqdm.auto import tqdm
-        iterator = tqdm(facts, desc=f"tracing {kind}")
+    facts, level = facts_and_noise(lm, facts, noise, "average_indirect_effect")
     results, skipped = [], []
-    for fact in iterator:
+    for fact in with_progress(facts, f"tracing {kind}", progress):
         result = causal_trace(lm, fact["prompt"], fact["subject"], kind=kind, samples=samples,
                               noise=level, window=window, seed=seed, positions=positions,
                               max_tokens=max_tokens)
@@ -49,6 +41,25 @@ def average_indirect_effect(lm, facts: Sequence[dict], kind: str = "hidden", *,
         results.append(result)
     return average_results(results, kind=kind, skipped=skipped)
 
+
+
+def facts_and_noise(lm, facts: Sequence[dict], noise: str | float,
+                    caller: str) -> tuple[list[dict], float]:
+    """The facts as a list (``ValueError`` naming ``caller`` when empty) and the noise level:
+    ``"s<f>"`` takes σ over these facts' subjects, as ROME does."""
+    facts = list(facts)
+    if not facts:
+        raise ValueError(f"{caller} needs at least one fact")
+    subjects = [f["subject"] for f in facts] if isinstance(noise, str) else None
+    return facts, resolve_noise(lm, noise, subjects)
+
+
+def with_progress(items: list, desc: str, show: bool):
+    """``items``, with a tqdm progress bar when ``show``."""
+    if not show:
+        return items
+    from tqdm.auto import tqdm
+    return tqdm(items, desc=desc)
 
 
 def average_results(results: Sequence[TraceResult], kind: str | None = None,

@@ -111,3 +111,34 @@ def plot_average_lines(averages, *, buckets=("last subject token", "last token")
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+SEVER_STYLE = {"none": ("#7261ab", "effect of single state on p"),  # ROME's Figure 3 colours
+               "attn": ("#f3201b", "effect with Attn severed"),
+               "mlp": ("#20b020", "effect with MLP severed")}
+
+
+def plot_severed(result, *, title: str | None = None, ax=None) -> Figure:
+    """ROME's Figure 3: per layer, the average indirect effect of restoring the hidden state at
+    the (last subject) token — plain, with attention severed, with MLPs severed — as bars with
+    95% intervals. ``result``: a :class:`~nbtoolkit.tracing.SeveringResult`."""
+    aie, ci = result.aie, result.ci95
+    layers = np.arange(result.n_layers)
+    if ax is None:
+        fig, ax = new_figure(figsize=(min(3 + 0.25 * result.n_layers, 12), 2.8))
+    else:
+        fig = ax.figure
+    for offset, sever in zip((-0.3, 0.0, 0.3), ("none", "attn", "mlp")):
+        colour, label = SEVER_STYLE[sever]
+        ax.bar(layers + offset, aie[sever], width=0.3, color=colour, label=label,
+               yerr=ci[sever] if result.n_facts > 1 else None, error_kw=dict(lw=0.5))
+    ax.axhline(0, color="grey", lw=0.5)
+    _layer_ticks(ax, result.n_layers)
+    ax.set_xticks(list(range(0, result.n_layers, 5)))
+    ax.set_xlabel("layer at which the single hidden state is restored")
+    ax.set_ylabel("average indirect effect")
+    ax.set_title(title or f"Restoring the state at the last subject token, over "
+                          f"{result.n_facts} prompt{'s' * (result.n_facts != 1)}")
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
