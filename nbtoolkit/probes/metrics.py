@@ -5,6 +5,7 @@ combining prompt templates (``ENSEMBLING``)."""
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 from .pairs import check_labels
@@ -125,10 +126,6 @@ def evaluate(p, y, *, clusters=None, n_boot: int = 1000, seed: int = 0) -> dict:
     return row
 
 
-def _sigmoid(z):
-    return 1 / (1 + np.exp(-z))
-
-
 def evaluate_credences(credences, y, ensembling: str = "partial", *, n_boot: int = 1000,
                        seed: int = 0) -> dict:
     """An eval.csv row from per-state credences ``[n, v, 2]`` (logits; ``[..., 0]`` for the
@@ -154,12 +151,12 @@ def evaluate_credences(credences, y, ensembling: str = "partial", *, n_boot: int
     examples = np.repeat(np.arange(n), v)
     if ensembling == "full":
         mean = c.mean(1)
-        return evaluate(_sigmoid(mean[:, 1] - mean[:, 0]), y, n_boot=n_boot, seed=seed)
+        return evaluate(expit(mean[:, 1] - mean[:, 0]), y, n_boot=n_boot, seed=seed)
     yv = np.repeat(y, v)
     if ensembling == "partial":
-        return evaluate(_sigmoid(c[..., 1] - c[..., 0]).ravel(), yv, clusters=examples,
+        return evaluate(expit(c[..., 1] - c[..., 0]).ravel(), yv, clusters=examples,
                         n_boot=n_boot, seed=seed)
-    row = evaluate(_sigmoid(c[..., 1]).ravel(), yv, clusters=examples, n_boot=n_boot, seed=seed)
+    row = evaluate(expit(c[..., 1]).ravel(), yv, clusters=examples, n_boot=n_boot, seed=seed)
     states = c[..., ::-1].reshape(-1)                         # x⁺ then x⁻ of every (example, template)
     truth = np.stack([yv, 1 - yv], 1).reshape(-1)             # is that state the true completion?
     row["auroc"] = auroc(states, truth)

@@ -40,6 +40,7 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
+from scipy.special import expit
 from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression
 
@@ -111,7 +112,7 @@ class Reporter(BaseEstimator):
     def predict_proba(self, x_pos, x_neg) -> np.ndarray:
         """σ(ℓ⁺ − ℓ⁻): ``[n]`` (``[n, v]`` for ``[n, v, d]`` input)."""
         c = self.credences(x_pos, x_neg)
-        return 1 / (1 + np.exp(c[..., 0] - c[..., 1]))
+        return expit(c[..., 1] - c[..., 0])
 
     def predict(self, x_pos, x_neg) -> np.ndarray:
         """0/1 predictions: 1 when the label-1 completion is judged true."""
