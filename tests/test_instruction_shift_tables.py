@@ -148,3 +148,28 @@ def test_missing_files_and_bad_kinds_fail_clearly(tmp_path):
     with pytest.raises(ValueError, match="kind must be one of"):
         released.load_annotations("level", tmp_path)
     assert shift.layer_group_label(9, 8) == "9-16" and shift.layer_group_label(0, 4) == "1-4"
+
+
+def test_download_writes_files_and_refuses_lfs_pointers(tmp_path, monkeypatch):
+    import io
+    import urllib.request
+
+    served = {}
+
+    def fake_urlopen(url, timeout):
+        served[url] = True
+        body = b"version https://git-lfs.github.com/spec/v1\n" if url.endswith("seed4.tsv") else b"a\tb\n"
+        return io.BytesIO(body)
+
+    monkeypatch.setattr(urllib.request, "urlopen", fake_urlopen)
+    with pytest.raises(ValueError, match="Git LFS pointer"):
+        released.download_released(tmp_path)
+    assert (tmp_path / released.BILINEAR_PARTS[0]).read_text() == "a\tb\n"
+    assert released.COMMIT in next(iter(served))
+
+    def offline(url, timeout):
+        raise OSError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(ValueError, match="need network access"):
+        released.download_released(tmp_path / "other")

@@ -160,6 +160,6 @@ def table1(frame: pd.DataFrame, layers: dict[str, int], metric: str = "acc") -> 
             by_template = part.groupby("template")[metric].mean() * 100
             row["std_over_templates"] = (round(float(by_template.std(ddof=0)), 1)
                                          if len(by_template) > 1 else None)
-            row["paper_mean"] = PAPER_MEANS.get(method)
+            row["paper_mean"] = PAPER_MEANS.get(method, float("nan"))
             rows.append(row)
     return pd.DataFrame(rows)

@@ -44,7 +44,7 @@ from scipy.special import expit
 from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression
 
-from .metrics import accuracy, evaluate, evaluate_credences
+from .metrics import accuracy, evaluate_credences
 from .pairs import PairNormalizer, check_labels, check_pairs
 
 
