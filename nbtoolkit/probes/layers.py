@@ -13,7 +13,7 @@ import pandas as pd
 
 from .metrics import ENSEMBLING, accuracy, auroc
 from .registry import make_reporter
-from .reporters import Reporter, ZeroShot, refit_normalization
+from .reporters import Reporter, ZeroShot, _one_thread, refit_normalization
 
 EVAL_COLUMNS = ["dataset", "template", "ensembling", "layer", "reporter", "n_train", "n_test", "acc",
                 "acc_lower", "acc_upper", "auroc", "auroc_lower", "auroc_upper", "cal_acc",
@@ -33,7 +33,8 @@ def fit_layers(kind: str, train, layers: list[int] | None = None, **kwargs) -> d
     (all layers in one batched fit); training labels resolve the sign. Returns ``{layer: reporter}``."""
     layers = list(train.layers) if layers is None else list(layers)
     xp, xn = train.stack(layers)
-    fitted = make_reporter(kind, **kwargs).fit_many(xp, xn, train.labels)
+    with _one_thread():
+        fitted = make_reporter(kind, **kwargs).fit_many(xp, xn, train.labels)
     return dict(zip(layers, fitted))
 
 
