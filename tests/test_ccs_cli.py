@@ -99,6 +99,10 @@ def test_ensemble_pooled_and_misleading_prefix(cli, tiny):
     assert set(pooled.dataset) == {"capitals", "animals"}  # one reporter, scored on each test split
     config = json.loads((cli / f"{tiny.name}__capitals_animals" / "config.json").read_text())
     assert config["dataset"] == "capitals+animals" and config["ensemble"]
+    main(["eval", str(cli / f"{tiny.name}__capitals_animals"), "arithmetic", "--n", "16",
+          "--templates", "0", "1", "--quiet"])
+    moved = pd.read_csv(cli / f"{tiny.name}__capitals_animals" / "transfer" / "arithmetic" / "eval.csv")
+    assert set(moved.source_dataset) == {"capitals+animals"} and moved.acc.notna().all()
 
     main(["elicit", "tiny", "capitals", "--misleading-prefix", "--out", str(cli / "prefixed"), *fast])
     config = json.loads((cli / "prefixed" / f"{tiny.name}__capitals" / "config.json").read_text())

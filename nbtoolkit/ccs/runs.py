@@ -17,7 +17,7 @@ from ..data.contrast import load_contrast
 from ..results import results_dir
 from .activations import extract
 from .elicit import Elicitation
-from .pooling import stack_templates
+from .pooling import centred, stack_templates
 
 
 def output_root(out: str | None = None) -> Path:
@@ -63,7 +63,9 @@ def transfer_eval(lm, folder: Path, dataset: str, *, n: int | None = None, templ
     a reporter of all templates is scored on all the target's templates, which must be as many).
 
     CCS/CRC get per-class means refitted on the target's *unlabelled* training split; the
-    logistic probe and VINC are applied as trained. Scores are on the target's test split.
+    logistic probe and VINC are applied as trained (elk's transfer), except after pooled training,
+    whose reporters read states centred per dataset: the target is centred on its training
+    means first. Scores are on the target's test split.
     """
     config = json.loads((folder / "config.json").read_text())
     reporters = load_run_reporters(folder)
@@ -80,6 +82,8 @@ def transfer_eval(lm, folder: Path, dataset: str, *, n: int | None = None, templ
             if (template == "all") != (target_id == "all"):
                 continue
             train, test = target.split(config["train_frac"], config["seed"])
+            if "+" in config["dataset"]:  # pooled training: see nbtoolkit.ccs.pooling
+                train, test = centred(train), centred(test, by=train)
             same = dataset == config["dataset"] and template == target_id
             t = probes.eval_layers(reps, test, n_boot=config["n_boot"], seed=config["seed"],
                                    refit_norm_on=None if same else train)
