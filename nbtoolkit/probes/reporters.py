@@ -22,7 +22,7 @@ Credences and Platt scaling (elk/ccs): an unsupervised reporter scores every hid
 own, ``s(x)``; ``credences`` are the logits ``ℓ(x) = a·s(x) + b`` (``[..., 0]`` for x⁻,
 ``[..., 1]`` for x⁺) and ``predict_proba`` = σ(ℓ⁺ − ℓ⁻), elk's "partial" reading of a pair (the
 same decision as Burns' ½(p⁺ + 1 − p⁻) > ½ when ``a > 0``). When ``fit`` gets training labels,
-the scale ``a`` and bias ``b`` are fitted by logistic regression (BCE, no penalty) of "this state
+the scale ``a`` and bias ``b`` are fitted by logistic regression (BCE) of "this state
 is the true completion" on ``s`` over every training state: two supervised numbers that fix the
 sign (``flipped_`` = ``a < 0``) and calibrate the probabilities. Without labels ``a = 1, b = 0``
 and the sign is arbitrary (``sign_resolved_`` is False): the paper's ``max(acc, 1 − acc)``
@@ -36,6 +36,7 @@ SVD act on each problem separately; the logistic loss is convex).
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 
 import numpy as np
@@ -144,10 +145,19 @@ class Reporter(BaseEstimator):
             truth = np.broadcast_to(np.asarray(y)[:, None], sp.shape)
             states = np.concatenate([sp.ravel(), sn.ravel()])[:, None]
             target = np.concatenate([truth.ravel(), 1 - truth.ravel()])
-            # C=inf: no penalty; Newton: exact in a few steps (lbfgs stops early and is 8x slower)
-            platt = LogisticRegression(C=np.inf, solver="newton-cholesky").fit(states, target)
-            self.platt_scale_ = float(platt.coef_[0, 0])
-            self.platt_bias_ = float(platt.intercept_[0])
+            centre, unit = states.mean(), states.std()
+            if unit > 1e-9 * max(1.0, abs(centre)):  # constant scores carry no sign: a = 0
+                # Standardised scores and a negligible L2 (C = 1e4) keep the fit well conditioned
+                # and the scale finite when the training states are separable (elk instead stops
+                # L-BFGS after 100 steps); Newton is exact in a few steps, lbfgs 8x slower.
+                platt = LogisticRegression(C=1e4, solver="newton-cholesky")
+                with warnings.catch_warnings():  # on a flat problem (a layer without signal)
+                    warnings.simplefilter("ignore")  # Newton falls back to lbfgs, loudly
+                    platt.fit((states - centre) / unit, target)
+                self.platt_scale_ = float(platt.coef_[0, 0]) / unit
+                self.platt_bias_ = float(platt.intercept_[0]) - self.platt_scale_ * centre
+            else:
+                self.platt_scale_ = 0.0
             self.train_acc_ = float(np.mean((self.platt_scale_ * (sp - sn) > 0) == truth))
         self.flipped_ = self.platt_scale_ < 0
 
