@@ -54,6 +54,15 @@ BURNS = {  # notebook 05
     "means": {"zero_shot": 62.8, "zero_shot_cal": 67.2, "ccs": 71.2, "crc": 69.2, "lr": 83.7},
 }
 
+BURNS_MISLEADING = {  # notebook 05 and `ccs elicit --misleading-prefix`
+    "source": "Burns et al. 2022, Table 3: a prefix asking for incorrect answers before every "
+              "prompt (accuracy %)",
+    "model": "UnifiedQA-T5-11B (the model whose zero-shot answers the prefix hurt most)",
+    "uqa": {"zero_shot_cal": (80.4, 70.9), "ccs": (82.1, 83.8)},  # (without, with the prefix)
+    "means_with_prefix": {"zero_shot": 65.4, "ccs": 71.2, "crc": 69.2, "bss": 68.6, "lr": 84.2},
+    "prefix_wording": "not in the authors' released code; nbtoolkit's MISLEADING_PREFIX is its own",
+}
+
 INSTRUCTION_SHIFT = {  # notebook 06
     "source": "Wu et al. 2023, From Language Modeling to Instruction Following (arXiv 2310.00492), "
               "Tables 1-2",
@@ -68,6 +77,22 @@ INSTRUCTION_SHIFT = {  # notebook 06
         tuned=[1.1302, 1.5579, 1.3440], n=[252, 300, 80], p=[1.7e-5, 2.0e-14, 0.033]),
     "n_prompts": 632,
     "response_tokens": 200,
+    # Tables 3 and 5 / Figure 3: the published cells were not transcribed (the paper's tables
+    # could not be read offline); the claims below are the paper's words, and the numbers come
+    # from the authors' released explanation files (notebook 06, when online).
+    "table3": dict(
+        base_model="LLaMA-7B", tuned_model="Vicuna-7B", layer_groups=["1-8", "9-16", "17-24", "25-32"],
+        published=None,
+        claim="tuned heads encode more relations of instruction verbs (write, create, classify, ...), "
+              "mainly in lower and middle layers; general verbs show no such trend"),
+    "table5": dict(
+        base_model="LLaMA-7B", tuned_model="Vicuna-7B", seeds=5, max_rank=300,
+        tasks=["writing", "math", "coding", "translation", "none"],
+        levels=["semantic", "syntax", "morphology", "phonology"], published=None,
+        claim="after tuning, more FFN concepts serve user tasks (writing, coding, math, "
+              "translation); shares across linguistic levels stay nearly unchanged"),
+    "released": "github.com/JacksonWuxs/Interpret_Instruction_Tuning_LLMs at 52508a0 (GPL-3; "
+                "downloaded on demand, never bundled)",
 }
 
 SELFIE = {  # notebook 07

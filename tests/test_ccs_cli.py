@@ -35,12 +35,13 @@ def test_elicit_writes_a_run(cli, tiny):
     assert config["dataset"] == "capitals" and config["layers"] == [-1, 0, 1]
     assert "training labels" in config["sign"]
     table = pd.read_csv(run / "eval.csv")
-    assert set(table.reporter) == {"ccs", "crc", "lr"} and len(table) == 9
-    assert set(probes.EVAL_COLUMNS) <= set(table.columns)
+    assert set(table.reporter) == {"ccs", "crc", "vinc", "lr"} and len(table) == 12
+    assert set(probes.EVAL_COLUMNS) <= set(table.columns) and set(table.ensembling) == {"partial"}
     lm_table = pd.read_csv(run / "lm_eval.csv")
     assert list(lm_table.reporter) == ["zero_shot", "zero_shot_cal"]
     reps = ccs.load_run_reporters(run)
-    assert set(reps) == {(0, "ccs"), (0, "crc"), (0, "lr")} and list(reps[(0, "ccs")]) == [-1, 0, 1]
+    assert set(reps) == {(0, "ccs"), (0, "crc"), (0, "vinc"), (0, "lr")}
+    assert list(reps[(0, "ccs")]) == [-1, 0, 1]
 
 
 def test_saved_reporters_reproduce_the_table(cli, tiny, tmp_path):
@@ -49,7 +50,7 @@ def test_saved_reporters_reproduce_the_table(cli, tiny, tmp_path):
     run = ccs.write_run(result, tmp_path / "run")
     back = ccs.load_run_reporters(run)
     train, test = result.splits[0]
-    for kind in ("ccs", "crc", "lr"):
+    for kind in ("ccs", "crc", "vinc", "lr"):
         rep = back[(0, kind)][1]
         acc = rep.score(*test.at(1), test.labels)
         row = result.table[(result.table.reporter == kind) & (result.table.layer == 1)]
@@ -62,7 +63,7 @@ def test_eval_transfer_and_plot(cli, tiny):
     assert main(["eval", str(run), "animals", "--n", "16", "--templates", "1", "--quiet"]) == 0
     table = pd.read_csv(run / "transfer" / "animals" / "eval.csv")
     assert set(table.dataset) == {"animals"} and set(table.source_dataset) == {"capitals"}
-    assert len(table) == 9
+    assert len(table) == 12
     main(["plot", str(run)])
     assert (run / "auroc_vs_layer.png").stat().st_size > 1000
 
@@ -76,6 +77,45 @@ def test_sweep(cli):
         (a, b) for a in ("capitals", "arithmetic") for b in ("capitals", "arithmetic")}
     written = plot_run(str(sweep))
     assert any(p.name.startswith("transfer_") for p in written)
+
+
+def test_ensemble_pooled_and_misleading_prefix(cli, tiny):
+    fast = ["--n", "16", "--n-tries", "2", "--epochs", "20", "--n-boot", "20", "--quiet",
+            "--templates", "0", "1", "--reporters", "crc", "vinc"]
+    main(["elicit", "tiny", "capitals", "--ensemble", "--out", str(cli), *fast])
+    run = cli / f"{tiny.name}__capitals"
+    table = pd.read_csv(run / "eval.csv")
+    assert set(table.ensembling) == {"none", "partial", "full"} and table.template.isna().all()
+    assert len(table) == 2 * 3 * 3 and {"cal_acc", "ece", "cal_thresh"} <= set(table.columns)
+    assert set(pd.read_csv(run / "lm_eval.csv").ensembling) == {"none", "partial", "full"}
+    assert set(ccs.load_run_reporters(run)) == {("all", "crc"), ("all", "vinc")}
+    # transfer of a reporter of all templates: scored on the target's two templates
+    main(["eval", str(run), "animals", "--n", "16", "--templates", "0", "1", "--quiet"])
+    moved = pd.read_csv(run / "transfer" / "animals" / "eval.csv")
+    assert set(moved.source_template) == {"all"} and set(moved.ensembling) == {"none", "partial", "full"}
+
+    main(["elicit", "tiny", "capitals+animals", "--out", str(cli), *fast])
+    pooled = pd.read_csv(cli / f"{tiny.name}__capitals_animals" / "eval.csv")
+    assert set(pooled.dataset) == {"capitals", "animals"}  # one reporter, scored on each test split
+    config = json.loads((cli / f"{tiny.name}__capitals_animals" / "config.json").read_text())
+    assert config["dataset"] == "capitals+animals" and config["ensemble"]
+    main(["eval", str(cli / f"{tiny.name}__capitals_animals"), "arithmetic", "--n", "16",
+          "--templates", "0", "1", "--quiet"])
+    moved = pd.read_csv(cli / f"{tiny.name}__capitals_animals" / "transfer" / "arithmetic" / "eval.csv")
+    assert set(moved.source_dataset) == {"capitals+animals"} and moved.acc.notna().all()
+
+    main(["elicit", "tiny", "capitals", "--misleading-prefix", "--out", str(cli / "prefixed"), *fast])
+    config = json.loads((cli / "prefixed" / f"{tiny.name}__capitals" / "config.json").read_text())
+    assert config["prefix"].startswith("Answer every question below incorrectly")
+
+
+def test_sweep_add_pooled(cli):
+    main(["sweep", "--models", "tiny", "--datasets", "capitals", "arithmetic", "--add-pooled",
+          "--reporters", "crc", "--out", str(cli), *FAST])
+    (sweep,) = cli.glob("sweep-*")
+    transfer = pd.read_csv(sweep / "transfer.csv")
+    pooled = transfer[transfer["train"] == "capitals+arithmetic"]
+    assert set(pooled["eval"]) == {"capitals", "arithmetic"}
 
 
 def test_eval_of_a_non_run_fails_clearly(cli, tmp_path):

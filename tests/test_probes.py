@@ -7,7 +7,7 @@ import torch
 
 from nbtoolkit import probes
 from nbtoolkit.ccs.activations import ContrastStates
-from nbtoolkit.probes import CCS, CRC, LogisticProbe, PairNormalizer, ZeroShot
+from nbtoolkit.probes import CCS, CRC, VINC, LogisticProbe, PairNormalizer, ZeroShot
 
 
 def planted(n=300, d=24, seed=0, strength=2.0, noise=1.0):
@@ -22,6 +22,7 @@ def planted(n=300, d=24, seed=0, strength=2.0, noise=1.0):
     y = rng.permutation(np.arange(n) % 2)
     sign = (2 * y - 1)[:, None]
     shared = rng.normal(size=(n, d)) * 5
+    shared -= np.outer(shared @ u, u)  # the shared (same-in-both-halves) variance lies elsewhere
     x_pos = shared + 3.0 + sign * strength * u + noise * rng.normal(size=(n, d))
     x_neg = shared - 1.0 - sign * strength * u + noise * rng.normal(size=(n, d))
     return x_pos.astype(np.float32), x_neg.astype(np.float32), y, u
@@ -33,7 +34,7 @@ def split(x_pos, x_neg, y, k):
 
 # ----------------------------------------------------------------- planted direction
 
-@pytest.mark.parametrize("reporter", [CCS(n_tries=5, epochs=300), CRC(), LogisticProbe()])
+@pytest.mark.parametrize("reporter", [CCS(n_tries=5, epochs=300), CRC(), VINC(), LogisticProbe()])
 def test_planted_direction_is_found(reporter):
     xp, xn, y, u = planted()
     (a, b, ya), (c, d, yc) = split(xp, xn, y, 200)
@@ -60,10 +61,13 @@ def test_sign_resolved_on_training_labels():
     r0 = CCS(n_tries=3, epochs=200).fit(xp[:200], xn[:200], 1 - y[:200])
     assert r1.flipped_ != r0.flipped_  # same seed, same unsupervised optimum, opposite signs
     assert r1.train_acc_ >= 0.95 and r0.train_acc_ >= 0.95
-    np.testing.assert_allclose(r1.predict_proba(xp, xn), 1 - r0.predict_proba(xp, xn), atol=1e-6)
-    c1 = CRC().fit(xp[:200], xn[:200], y[:200])
-    c0 = CRC().fit(xp[:200], xn[:200], 1 - y[:200])
-    torch.testing.assert_close(c1.coef_, -c0.coef_)
+    np.testing.assert_allclose(r1.predict_proba(xp, xn), 1 - r0.predict_proba(xp, xn), atol=1e-4)
+    for kind in (CRC, VINC):
+        c1 = kind().fit(xp[:200], xn[:200], y[:200])
+        c0 = kind().fit(xp[:200], xn[:200], 1 - y[:200])
+        torch.testing.assert_close(c1.coef_, c0.coef_)  # the labels only fit the Platt scale
+        assert c1.platt_scale_ == pytest.approx(-c0.platt_scale_, rel=1e-3)
+        assert c1.flipped_ != c0.flipped_
 
 
 # ----------------------------------------------------------------- normalisation & formulas
@@ -93,10 +97,38 @@ def test_ccs_predict_proba_matches_hand_formula_with_training_means():
     mp, mn = xp[:150].mean(0), xn[:150].mean(0)
     w, b = r.coef_.numpy(), r.intercept_
     sig = lambda z: 1 / (1 + np.exp(-z))
-    pp, pn = sig((xp[150:] - mp) @ w + b), sig((xn[150:] - mn) @ w + b)
-    np.testing.assert_allclose(r.predict_proba(xp[150:], xn[150:]), 0.5 * (pp + 1 - pn), atol=1e-5)
+    zp, zn = (xp[150:] - mp) @ w + b, (xn[150:] - mn) @ w + b
+    pp, pn = sig(zp), sig(zn)
+    np.testing.assert_allclose(np.stack(r.probabilities(xp[150:], xn[150:])), [pp, pn], atol=1e-5)
+    a, c = r.platt_scale_, r.platt_bias_
+    np.testing.assert_allclose(r.credences(xp[150:], xn[150:]), np.stack([a * zn + c, a * zp + c], 1),
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(r.predict_proba(xp[150:], xn[150:]), sig(a * (zp - zn)), atol=1e-5)
+    # the decision is Burns' ½(p⁺ + 1 − p⁻) > ½ (the Platt scale is positive here)
+    assert a > 0
+    np.testing.assert_array_equal(r.predict(xp[150:], xn[150:]), 0.5 * (pp + 1 - pn) > 0.5)
     loss = np.mean((pp - (1 - pn)) ** 2 + np.minimum(pp, pn) ** 2)
     assert r.loss(xp[150:], xn[150:]) == pytest.approx(loss, rel=1e-4)
+
+
+def test_platt_scale_and_bias_minimise_the_state_bce():
+    from scipy.optimize import minimize
+
+    xp, xn, y, _ = planted(n=120, d=6, seed=14, strength=0.6, noise=1.5)
+    r = CRC(scale=None).fit(xp, xn, y)
+    v = r.coef_.numpy() / r.proj_std_
+    sp, sn = (xp - xp.mean(0)) @ v, (xn - xn.mean(0)) @ v
+    s, t = np.concatenate([sp, sn]), np.concatenate([y, 1 - y])
+
+    def bce(ab):
+        z = ab[0] * s + ab[1]
+        return np.mean(np.logaddexp(0, z) - t * z)
+
+    hand = minimize(bce, [1.0, 0.0], method="BFGS", options={"gtol": 1e-10}).x
+    assert r.platt_scale_ == pytest.approx(hand[0], rel=1e-3)
+    assert r.platt_bias_ == pytest.approx(hand[1], abs=1e-3)
+    unlabelled = CRC(scale=None).fit(xp, xn)
+    assert (unlabelled.platt_scale_, unlabelled.platt_bias_, unlabelled.sign_resolved_) == (1.0, 0.0, False)
 
 
 def test_ccs_loss_by_hand():
@@ -137,7 +169,8 @@ def test_crc_is_top_principal_component_of_normalised_differences():
     top = vecs[:, -1]
     assert abs(float(np.dot(top, r.coef_.numpy()))) == pytest.approx(1.0, abs=1e-4)
     s = c @ r.coef_.numpy()
-    np.testing.assert_allclose(r.predict_proba(xp, xn), 1 / (1 + np.exp(-s / s.std(ddof=1))), atol=1e-5)
+    np.testing.assert_allclose(r.predict_proba(xp, xn),
+                               1 / (1 + np.exp(-r.platt_scale_ * s / s.std(ddof=1))), atol=1e-5)
 
 
 def test_logistic_probe_matches_newton_reference():
@@ -254,7 +287,7 @@ def test_other_bad_input():
 def test_save_load_round_trip(tmp_path):
     xp, xn, y, _ = planted(d=8)
     for r in (CCS(n_tries=2, epochs=30).fit(xp, xn, y), CRC().fit(xp, xn, y),
-              LogisticProbe().fit(xp, xn, y)):
+              LogisticProbe().fit(xp, xn, y), VINC().fit(xp, xn, y)):
         probes.save_reporter(r, tmp_path / r.kind)
         back = probes.load_reporter(tmp_path / r.kind)
         assert type(back) is type(r)
@@ -277,12 +310,12 @@ def test_every_layer_table():
     train, test = st.split(0.5, seed=0)
     assert len(train) == 100 and train.labels.mean() == 0.5
     assert not set(train.row_ids) & set(test.row_ids)
-    options = {"ccs": dict(n_tries=3, epochs=200), "crc": {}, "lr": {}}
+    options = {"ccs": dict(n_tries=3, epochs=200), "crc": {}, "vinc": {}, "lr": {}}
     table = pd.concat([probes.eval_layers(probes.fit_layers(kind, train, **kwargs), test, n_boot=100,
                                           n_train=len(train)) for kind, kwargs in options.items()],
                       ignore_index=True)
     assert list(table.columns) == probes.EVAL_COLUMNS
-    assert len(table) == 6
+    assert len(table) == 8 and set(table.ensembling) == {"partial"}
     good = table[table.layer == 1]
     assert (good.acc >= 0.95).all(), good
     assert (good.acc_lower <= good.acc).all() and (good.acc <= good.acc_upper).all()
@@ -306,6 +339,7 @@ def test_transfer_matrix_refits_only_unlabelled_means():
 
 
 @pytest.mark.parametrize("make", [lambda: CCS(n_tries=2, epochs=30, seed=4), lambda: CRC(scale="std"),
+                                  lambda: VINC(neg_cov_weight=0.7),
                                   lambda: LogisticProbe(l2=0.1), lambda: ZeroShot(calibrate=True)])
 def test_reporters_are_scikit_learn_estimators(make):
     from sklearn.base import clone
@@ -324,6 +358,8 @@ def test_reporters_are_scikit_learn_estimators(make):
 
 def test_parameters_are_checked_when_fitting_not_when_built():
     xp, xn, y, _ = planted(n=40, d=4, seed=3)
+    with pytest.raises(ValueError, match="neg_cov_weight must be in"):
+        VINC(neg_cov_weight=2.0).fit(xp, xn)
     bad_ccs, bad_lr = CCS(n_tries=0), LogisticProbe(l2=-1.0)  # scikit-learn: __init__ only stores
     with pytest.raises(ValueError, match="n_tries and epochs must be >= 1"):
         bad_ccs.fit(xp, xn)

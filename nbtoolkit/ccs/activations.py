@@ -85,8 +85,9 @@ class ContrastStates:
     def stack(self, layers: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(x_pos, x_neg)`` for several layers, ``[len(layers), n, d]`` tensors."""
         idx = [self._index(l) for l in (self.layers if layers is None else layers)]
-        return (torch.from_numpy(np.ascontiguousarray(self.hidden_pos[:, idx].transpose(1, 0, 2))),
-                torch.from_numpy(np.ascontiguousarray(self.hidden_neg[:, idx].transpose(1, 0, 2))))
+        # moveaxis, not transpose: stacked templates add an axis (nbtoolkit.ccs.pooling)
+        return (torch.from_numpy(np.ascontiguousarray(np.moveaxis(self.hidden_pos[:, idx], 1, 0))),
+                torch.from_numpy(np.ascontiguousarray(np.moveaxis(self.hidden_neg[:, idx], 1, 0))))
 
     def subset(self, idx) -> "ContrastStates":
         idx = np.asarray(idx)

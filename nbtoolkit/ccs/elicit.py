@@ -1,12 +1,17 @@
 """The elicitation pipeline (elk-style) for one model and one dataset, and the Burns Table 1 layout.
 
 ``elicit`` loads pairs, extracts hidden states (cached), splits examples into train/test (the same
-examples for every template), fits CCS, CRC and the logistic probe on every layer of every
-template, and evaluates them on the test split with bootstrap intervals, beside the zero-shot
+examples for every template), fits the reporters (CCS, CRC, VINC, the logistic probe) on every
+layer, and evaluates them on the test split with bootstrap intervals, beside the zero-shot
 baselines. Layers: −1 = the embeddings, i = after block i (see :mod:`nbtoolkit.core.anatomy`).
+Three shapes of run (elk's): one reporter per template (default); one reporter for all templates
+(``ensemble=True``: rows per ensembling mode none / partial / full); and several datasets pooled
+into one training set (``dataset="a+b"`` or a list, elk's ``--add_pooled``; also one reporter for
+all templates), evaluated on each dataset's own test split. ``prefix`` puts a text before every
+prompt (:data:`~nbtoolkit.data.contrast.MISLEADING_PREFIX`: Burns' Table 3).
 
-Sign: CCS/CRC directions are oriented on the training labels (see :mod:`nbtoolkit.probes`);
-``acc_optimistic`` = max(acc, 1 − acc) is kept in the tables but is optimistic.
+Sign: the unsupervised directions get a Platt scale and bias fitted on the training labels (see
+:mod:`nbtoolkit.probes`); ``acc_optimistic`` = max(acc, 1 − acc) is kept but is optimistic.
 """
 
 from __future__ import annotations
@@ -20,18 +25,21 @@ from .. import probes
 from ..data.contrast import load_contrast
 from ..papers import BURNS
 from .activations import extract
+from .pooling import centred, pool, stack_templates
 
 
 DEFAULTS = dict(templates=None, n=200, train_frac=0.6, seed=0, layers=None, pooling="last",
-                reporters=("ccs", "crc", "lr"), n_boot=1000, ccs=dict(n_tries=10, epochs=1000))
+                reporters=("ccs", "crc", "vinc", "lr"), n_boot=1000, ccs=dict(n_tries=10, epochs=1000))
 
 
 @dataclass
 class Elicitation:
     """The result of :func:`elicit` for one model and one dataset.
 
-    ``table``: eval.csv rows (reporters on every layer, per template) ; ``lm_table``: zero-shot rows;
-    ``reporters[(template, kind)][layer]``: fitted reporters; ``splits[template]`` = (train, test).
+    ``table``: eval.csv rows (reporters on every layer, per template or ensembling mode);
+    ``lm_table``: zero-shot rows; ``reporters[(template, kind)][layer]``: fitted reporters
+    (template ``"all"`` for one reporter of all templates); ``splits[template]`` = (train, test)
+    (pooled runs: ``splits[dataset]``, each dataset's stacked states before pooling).
     """
 
     model: str
@@ -48,41 +56,67 @@ class Elicitation:
         return pd.concat([self.table, self.lm_table], ignore_index=True).assign(model=self.model)
 
 
-def elicit(lm, dataset: str, *, templates=None, n: int | None = 200, train_frac: float = 0.6,
-           seed: int = 0, layers: list[int] | None = None, pooling: str = "last",
-           reporters=("ccs", "crc", "lr"), options: dict | None = None, n_boot: int = 1000,
-           cache=True, progress: bool = True, batch_size: int = 32) -> Elicitation:
+def elicit(lm, dataset: str | list[str], *, templates=None, n: int | None = 200,
+           train_frac: float = 0.6, seed: int = 0, layers: list[int] | None = None,
+           pooling: str = "last", reporters=("ccs", "crc", "vinc", "lr"),
+           options: dict | None = None, n_boot: int = 1000, ensemble: bool = False,
+           prefix: str | None = None, cache=True, progress: bool = True,
+           batch_size: int = 32) -> Elicitation:
     """Extract states of ``dataset`` (``n`` balanced examples, each template), fit every reporter
-    on every layer of the training split and evaluate on the test split (per template)."""
-    sets = load_contrast(dataset, templates, n=n, seed=seed)
+    on every layer of the training split and evaluate on the test split.
+
+    ``dataset``: a name, or several (a list, or names joined by ``+``) pooled into one training
+    set. ``ensemble``: one reporter per layer for all templates instead of one per template.
+    ``options[kind]``: keyword arguments of that reporter. ``prefix``: text before every prompt.
+    """
+    names = dataset.split("+") if isinstance(dataset, str) else list(dataset)
     options = options or {}
-    tables, lm_tables, fitted, splits = [], [], {}, {}
     seconds = {"extract": 0.0, "fit": 0.0}
-    for cs in sets:
+    states = {}
+    for name in names:
         start = time.perf_counter()
-        states = extract(lm, cs, layers=layers, pooling=pooling, cache=cache, progress=progress,
-                         batch_size=batch_size)
+        states[name] = [extract(lm, cs, layers=layers, pooling=pooling, cache=cache,
+                                progress=progress, batch_size=batch_size)
+                        for cs in load_contrast(name, templates, n=n, seed=seed, prefix=prefix)]
         seconds["extract"] += time.perf_counter() - start
-        start = time.perf_counter()
-        train, test = states.split(train_frac, seed)
-        splits[cs.template_id] = (train, test)
+    start = time.perf_counter()
+    # jobs: template key -> (training states, test states to score, zero-shot (train, test) pairs)
+    if len(names) == 1 and not ensemble:
+        splits = {s.template_id: s.split(train_frac, seed) for s in states[names[0]]}
+        jobs = {t: (train, [test], [(train, test)]) for t, (train, test) in splits.items()}
+    else:
+        splits = {name: stack_templates(states[name]).split(train_frac, seed) for name in names}
+        if len(names) == 1:
+            train, test = splits[names[0]]
+            splits = {"all": (train, test)}
+            jobs = {"all": (train, [test], [(train, test)])}
+        else:
+            jobs = {"all": (pool([tr for tr, _ in splits.values()]),
+                            [centred(te, by=tr) for tr, te in splits.values()], list(splits.values()))}
+    tables, lm_tables, fitted = [], [], {}
+    for key, (train, tests, lm_pairs) in jobs.items():
         for kind in reporters:
             reps = probes.fit_layers(kind, train, **options.get(kind, {}))
-            fitted[(cs.template_id, kind)] = reps
-            tables.append(probes.eval_layers(reps, test, n_boot=n_boot, seed=seed, n_train=len(train)))
-        lm_tables.append(probes.zero_shot_eval(train, test, n_boot=n_boot, seed=seed))
-        seconds["fit"] += time.perf_counter() - start
-    config = dict(model=lm.name, dataset=dataset, templates=[s.template_id for s in sets], n=n,
-                  train_frac=train_frac, seed=seed, layers=list(splits[sets[0].template_id][0].layers),
+            fitted[(key, kind)] = reps
+            tables += [probes.eval_layers(reps, test, n_boot=n_boot, seed=seed, n_train=len(train))
+                       for test in tests]
+        lm_tables += [probes.zero_shot_eval(tr, te, n_boot=n_boot, seed=seed) for tr, te in lm_pairs]
+    seconds["fit"] += time.perf_counter() - start
+    first = states[names[0]]
+    config = dict(model=lm.name, dataset="+".join(names), templates=[s.template_id for s in first],
+                  n=n, train_frac=train_frac, seed=seed, layers=list(first[0].layers),
                   pooling=pooling, reporters=list(reporters), options=options, n_boot=n_boot,
-                  sign="CCS/CRC oriented on training labels; acc_optimistic = max(acc, 1-acc)")
-    return Elicitation(lm.name, dataset, config, pd.concat(tables, ignore_index=True),
+                  ensemble=bool(ensemble or len(names) > 1), prefix=prefix,
+                  sign="Platt scale and bias fitted on training labels; "
+                       "acc_optimistic = max(acc, 1-acc)")
+    return Elicitation(lm.name, config["dataset"], config, pd.concat(tables, ignore_index=True),
                        pd.concat(lm_tables, ignore_index=True), fitted, splits, seconds)
 
 
 def per_layer(frame: pd.DataFrame, metric: str = "auroc") -> pd.DataFrame:
-    """Mean of ``metric`` (and its CI ends) over templates: one row per (model?, dataset, reporter, layer)."""
-    keys = [c for c in ("model", "dataset", "reporter", "layer") if c in frame.columns]
+    """Mean of ``metric`` (and its CI ends) over templates: one row per (model?, dataset,
+    ensembling?, reporter, layer)."""
+    keys = [c for c in ("model", "dataset", "ensembling", "reporter", "layer") if c in frame.columns]
     cols = [c for c in (metric, f"{metric}_lower", f"{metric}_upper") if c in frame.columns]
     return frame.groupby(keys, as_index=False, dropna=False)[cols].mean()
 
@@ -100,29 +134,32 @@ def select_layer(frame: pd.DataFrame, reporter: str = "ccs", column: str = "trai
 
 PAPER_MEANS = BURNS["means"]
 METHOD_NAMES = {"zero_shot": "0-shot", "zero_shot_cal": "Calibrated 0-shot", "ccs": "CCS",
-                "crc": "CRC (TPC)", "lr": "LR (ceiling)"}
+                "crc": "CRC (TPC)", "vinc": "VINC", "lr": "LR (ceiling)"}
 
 
 def table1(frame: pd.DataFrame, layers: dict[str, int], metric: str = "acc") -> pd.DataFrame:
     """Burns Table 1 layout: one row per (model, method), one column per dataset, then the mean and
-    the paper's mean (Mean*, %, over its 5 models and 10 datasets). ``layers[model]`` picks the
-    layer for the hidden-state reporters; zero-shot rows have no layer. Values in %.
+    the paper's mean (Mean*, %, over its 5 models and 10 datasets; none for VINC, which came
+    later). ``layers[model]`` picks the layer for the hidden-state reporters; zero-shot rows have
+    no layer. Per-template ("partial") rows only. Values in %.
     """
+    if "ensembling" in frame:
+        frame = frame[frame.ensembling.isna() | (frame.ensembling == "partial")]
     rows = []
     for model, sub in frame.groupby("model", sort=False):
         layer = layers[model]
-        for method in PAPER_MEANS:
+        for method in METHOD_NAMES:
             part = sub[(sub.reporter == method) & ((sub.layer == layer) | sub.layer.isna())]
             if part.empty:
                 continue
             per_ds = part.groupby("dataset")[metric].mean() * 100  # mean over templates
-            row = {"model": model, "method": METHOD_NAMES[method], "layer": layer if method in
-                   ("ccs", "crc", "lr") else None}
+            row = {"model": model, "method": METHOD_NAMES[method],
+                   "layer": None if method.startswith("zero_shot") else layer}
             row.update(per_ds.round(1).to_dict())
             row["mean"] = round(float(per_ds.mean()), 1)
             by_template = part.groupby("template")[metric].mean() * 100
             row["std_over_templates"] = (round(float(by_template.std(ddof=0)), 1)
                                          if len(by_template) > 1 else None)
-            row["paper_mean"] = PAPER_MEANS[method]
+            row["paper_mean"] = PAPER_MEANS.get(method, float("nan"))
             rows.append(row)
     return pd.DataFrame(rows)

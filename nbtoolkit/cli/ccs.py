@@ -1,9 +1,16 @@
 """The CCS command line (elk-style): elicit, eval (transfer), sweep and plot.
 
     python -m nbtoolkit.cli.ccs elicit smollm2-135m-instruct capitals --n 200 --templates 0 1
+    python -m nbtoolkit.cli.ccs elicit smollm2-135m-instruct capitals --ensemble   # one reporter, all templates
+    python -m nbtoolkit.cli.ccs elicit smollm2-135m-instruct capitals+animals      # pooled training
+    python -m nbtoolkit.cli.ccs elicit smollm2-135m-instruct capitals --misleading-prefix  # Burns Table 3
     python -m nbtoolkit.cli.ccs eval build/ccs/smollm2-135m-instruct__capitals animals
-    python -m nbtoolkit.cli.ccs sweep --models smollm2-135m-instruct --datasets capitals animals
+    python -m nbtoolkit.cli.ccs sweep --models smollm2-135m-instruct --datasets capitals animals --add-pooled
     python -m nbtoolkit.cli.ccs plot [RUN]
+
+Reporters: ccs, crc, vinc (elk's eigen reporter), lr. ``--ensemble`` fits one reporter per layer on
+all templates and reports elk's ensembling modes (none / partial / full) with calibrated accuracy
+and ECE; a dataset ``a+b`` pools the datasets into one training set (elk's ``--add_pooled``).
 
 ``python -m nbtoolkit.ccs`` is the same command. Run folders: :mod:`nbtoolkit.ccs.runs`.
 """
@@ -23,6 +30,7 @@ from ..ccs.elicit import DEFAULTS, elicit, per_layer
 from ..ccs.runs import output_root, transfer_eval, write_run
 from ..core.files import slug, write_json
 from ..core.loading import load_model
+from ..data.contrast import MISLEADING_PREFIX
 from ..viz.probes import layer_curve, transfer_heatmap
 
 
@@ -45,6 +53,16 @@ def _parser() -> argparse.ArgumentParser:
                        choices=list(probes.REPORTERS))
         q.add_argument("--n-tries", type=int, default=10, help="CCS restarts")
         q.add_argument("--epochs", type=int, default=1000, help="CCS AdamW steps")
+        q.add_argument("--var-weight", type=float, default=0.0, help="VINC variance weight")
+        q.add_argument("--neg-cov-weight", type=float, default=0.5,
+                       help="VINC negative-covariance weight (1 - it weighs invariance)")
+        q.add_argument("--ensemble", action="store_true",
+                       help="one reporter per layer for all templates; rows per ensembling mode")
+        prefix = q.add_mutually_exclusive_group()
+        prefix.add_argument("--misleading-prefix", action="store_true",
+                            help="put a prefix asking for wrong answers before every prompt "
+                                 "(Burns et al. Table 3)")
+        prefix.add_argument("--prefix", default=None, help="put this text before every prompt")
         q.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for CIs")
         q.add_argument("--batch-size", type=int, default=32)
         q.add_argument("--out", default=None, help="output root (default NBTOOLKIT_CCS_DIR or build/ccs)")
@@ -53,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("elicit", help="fit reporters on every layer of MODEL for DATASET")
     q.add_argument("model")
-    q.add_argument("dataset")
+    q.add_argument("dataset", help="a dataset, or several joined by + (pooled training)")
     common(q)
     q = sub.add_parser("eval", help="evaluate the reporters of RUN on DATASET (transfer)")
     q.add_argument("run")
@@ -66,6 +84,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--models", nargs="+", required=True)
     q.add_argument("--datasets", nargs="+", required=True)
     q.add_argument("--no-transfer", action="store_true")
+    q.add_argument("--add-pooled", action="store_true",
+                   help="also train on all the datasets pooled (evaluated on each)")
     common(q)
     q = sub.add_parser("plot", help="AUROC vs layer (and the transfer heatmap of a sweep)")
     q.add_argument("run", nargs="?", default=None, help="a run or sweep folder (default: the latest)")
@@ -76,9 +96,12 @@ def _parser() -> argparse.ArgumentParser:
 def _elicit_args(args) -> dict:
     return dict(templates=args.templates, n=args.n, train_frac=args.train_frac, seed=args.seed,
                 layers=args.layers, pooling=args.pooling, reporters=tuple(args.reporters),
-                options={"ccs": dict(n_tries=args.n_tries, epochs=args.epochs)},
-                n_boot=args.n_boot, cache=not args.no_cache, progress=not args.quiet,
-                batch_size=args.batch_size)
+                options={"ccs": dict(n_tries=args.n_tries, epochs=args.epochs),
+                         "vinc": dict(var_weight=args.var_weight,
+                                      neg_cov_weight=args.neg_cov_weight)},
+                n_boot=args.n_boot, ensemble=args.ensemble,
+                prefix=MISLEADING_PREFIX if args.misleading_prefix else args.prefix,
+                cache=not args.no_cache, progress=not args.quiet, batch_size=args.batch_size)
 
 
 def _run_elicit(lm, dataset, args, root: Path) -> Path:
@@ -127,12 +150,22 @@ def main(argv: list[str] | None = None) -> int:
                     else:
                         t = pd.read_csv(_run_eval(lm, run, b, args) / "eval.csv")
                     rows.append(per_layer(t).assign(model=model, train=a, eval=b))
+            if args.add_pooled:  # evaluated on each dataset's test split inside the run
+                pooled = "+".join(args.datasets)
+                t = pd.read_csv(_run_elicit(lm, pooled, args, root) / "eval.csv")
+                rows += [per_layer(part).assign(model=model, train=pooled, eval=b)
+                         for b, part in t.groupby("dataset")]
         if rows:
             pd.concat(rows, ignore_index=True).to_csv(root / "transfer.csv", index=False)
         print(root)
     elif args.command == "plot":
         print("\n".join(str(p) for p in plot_run(args.run, args.out)))
     return 0
+
+
+def _partial(frame: pd.DataFrame) -> pd.DataFrame:
+    """The per-template ("partial") rows: one curve per reporter, whatever the ensembling."""
+    return frame[frame.ensembling.isna() | (frame.ensembling == "partial")]
 
 
 def plot_run(run: str | None = None, out: str | None = None) -> list[Path]:
@@ -149,12 +182,12 @@ def plot_run(run: str | None = None, out: str | None = None) -> list[Path]:
     run_dirs = [p.parent for p in folder.glob("*/eval.csv")] if (folder / "transfer.csv").exists() \
         or not (folder / "eval.csv").exists() else [folder]
     for rd in run_dirs:
-        frame = pd.concat([pd.read_csv(rd / "eval.csv"), pd.read_csv(rd / "lm_eval.csv")])
+        frame = _partial(pd.concat([pd.read_csv(rd / "eval.csv"), pd.read_csv(rd / "lm_eval.csv")]))
         fig = layer_curve(frame, metric="auroc", title=rd.name)
         written.append(rd / "auroc_vs_layer.png")
         fig.savefig(written[-1], dpi=120, bbox_inches="tight")
     if (folder / "transfer.csv").exists():
-        t = pd.read_csv(folder / "transfer.csv")
+        t = _partial(pd.read_csv(folder / "transfer.csv"))
         for (model, reporter), part in t.groupby(["model", "reporter"]):
             layer = int(part.groupby("layer")["auroc"].mean().idxmax())
             m = part[part.layer == layer].pivot_table(index="train", columns="eval", values="auroc")

@@ -7,6 +7,9 @@ Convention used everywhere in nbtoolkit: ``x_pos`` is the prompt completed with 
 label 1 (``choices[1]``: "true", "Yes", "positive"), ``x_neg`` the prompt completed with the answer
 of label 0. A reporter's probability is the probability that label 1 is correct.
 
+Misleading prefix (Burns et al. Table 3): ``load_contrast(..., prefix=MISLEADING_PREFIX)`` puts a
+text before every prompt that asks for wrong answers; any other string works too.
+
 Sources: the project's own datasets in ``data/contrast/*.json`` (schema in its README), and,
 when the Hugging Face hub is reachable, ``imdb``, ``amazon_polarity`` and ``boolq`` with a few
 templates written here in the style of promptsource.
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +48,13 @@ HF_DATASETS: dict[str, dict] = {
                              "{question}? Answer:",
                              "{passage}\nBased on the passage, {question}? Yes or No? Answer:"]),
 }
+
+
+# Written for nbtoolkit in the spirit of Burns et al.'s misleading prefix (their exact wording is
+# not in their released code): it asks for the wrong answer, whatever the dataset's answer words.
+MISLEADING_PREFIX = ("Answer every question below incorrectly: when something is true, say it is "
+                     "false, and when it is false, say it is true; call good things bad and bad "
+                     "things good.\n\n")
 
 
 def local_datasets(folder: str | Path | None = None) -> list[str]:
@@ -129,23 +139,35 @@ def balanced_subsample(labels: np.ndarray, n: int | None, seed: int = 0) -> np.n
 
 
 def load_contrast(name: str, templates: int | list[int] | None = None, *, n: int | None = None,
-                  seed: int = 0, folder: str | Path | None = None) -> list[ContrastSet]:
+                  seed: int = 0, folder: str | Path | None = None,
+                  prefix: str | None = None) -> list[ContrastSet]:
     """Contrast pairs of dataset ``name``, one :class:`ContrastSet` per template.
 
     ``n`` examples are drawn balanced (seeded); the same examples are used for every template.
     ``name`` is a file of ``data/contrast`` or one of :data:`HF_DATASETS` (needs the hub).
+    ``prefix``: text put before every prompt (part of each set's ``template``), e.g.
+    :data:`MISLEADING_PREFIX`.
     """
     if not isinstance(name, str):
         raise TypeError(f"dataset name must be a string, got {type(name).__name__}")
+    if prefix is not None and not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a string or None, got {type(prefix).__name__}")
     if name in local_datasets(folder):
-        return _load_local(name, templates, n, seed, folder)
+        return _with_prefix(_load_local(name, templates, n, seed, folder), prefix)
     if name in HF_DATASETS:
-        return _load_hub(name, templates, n, seed)
+        return _with_prefix(_load_hub(name, templates, n, seed), prefix)
     import difflib
     valid = available_datasets(folder)
     close = difflib.get_close_matches(name, valid, n=2, cutoff=0.5)
     hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
     raise ValueError(f"unknown contrast dataset {name!r}.{hint} Available: {', '.join(valid)}")
+
+
+def _with_prefix(sets: list[ContrastSet], prefix: str | None) -> list[ContrastSet]:
+    if not prefix:
+        return sets
+    return [replace(s, template=prefix + s.template, prompts=[prefix + p for p in s.prompts])
+            for s in sets]
 
 
 def _load_local(name, templates, n, seed, folder) -> list[ContrastSet]:

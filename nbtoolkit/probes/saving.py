@@ -1,31 +1,39 @@
-"""Save and load fitted reporters: tensors as safetensors, parameters as JSON (no pickle; the
-class comes from a fixed table, never from the file)."""
+"""Save and load fitted reporters: tensors as safetensors, parameters and fitted numbers as JSON
+(no pickle; the class comes from a fixed table, never from the file)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import torch
+
 from ..core.files import atomic_write, write_json
 from .pairs import PairNormalizer
-from .reporters import CCS, CRC, LogisticProbe, Reporter, make_reporter
+from .registry import make_reporter
+from .reporters import Reporter
+
+FORMAT = 2  # 2: Platt scale/bias and a template axis in the normaliser
 
 
 def save_reporter(reporter: Reporter, path: str | Path) -> Path:
-    """Write ``<path>.safetensors`` (tensors) + ``<path>.json`` (class and parameters)."""
+    """Write ``<path>.safetensors`` (fitted tensors) + ``<path>.json`` (kind, parameters, fitted
+    numbers): every fitted attribute (name ending in ``_``) that is a tensor, a number or a list."""
     from safetensors.torch import save_file
 
     path = Path(path)
     reporter._check_fitted()
-    tensors = {"coef": reporter.coef_.contiguous()}
-    meta = {"kind": reporter.kind, "params": reporter.get_params(),
-            "intercept": reporter.intercept_, "flipped": getattr(reporter, "flipped_", False)}
-    if isinstance(reporter, (CCS, CRC)):
-        tensors.update({k: v.contiguous() for k, v in reporter.normalizer_.state().items()})
-    if isinstance(reporter, CRC):
-        meta["proj_std"] = reporter.proj_std_
-    if isinstance(reporter, LogisticProbe):
-        tensors["mean"], tensors["std"] = reporter.mean_.contiguous(), reporter.std_.contiguous()
+    tensors, fitted = {}, {}
+    for name, value in vars(reporter).items():
+        if not name.endswith("_"):
+            continue
+        if torch.is_tensor(value):
+            tensors[name] = value.contiguous()
+        elif isinstance(value, PairNormalizer):
+            tensors.update({k: t.contiguous() for k, t in value.state().items()})
+        else:
+            fitted[name] = value
+    meta = {"format": FORMAT, "kind": reporter.kind, "params": reporter.get_params(), "fitted": fitted}
     atomic_write(path.with_suffix(".safetensors"), lambda tmp: save_file(tensors, tmp))
     write_json(path.with_suffix(".json"), meta)
     return path
@@ -37,13 +45,17 @@ def load_reporter(path: str | Path) -> Reporter:
 
     path = Path(path)
     meta = json.loads(path.with_suffix(".json").read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: reporter file format {meta.get('format', 1)}, this nbtoolkit "
+                         f"reads format {FORMAT}; re-run the elicitation to refit it")
     tensors = load_file(str(path.with_suffix(".safetensors")))
     r = make_reporter(meta["kind"], **meta["params"])
-    r.coef_, r.intercept_, r.flipped_ = tensors["coef"], meta["intercept"], meta["flipped"]
-    if isinstance(r, (CCS, CRC)):
+    for name, value in list(meta["fitted"].items()) + list(tensors.items()):
+        if name.startswith("norm."):
+            continue
+        if not (name.isidentifier() and name.endswith("_")):
+            raise ValueError(f"{path}: {name!r} is not a fitted attribute name")
+        setattr(r, name, value)
+    if "norm.mean_pos" in tensors:
         r.normalizer_ = PairNormalizer.from_state(r.scale, tensors)
-    if isinstance(r, CRC):
-        r.proj_std_ = meta["proj_std"]
-    if isinstance(r, LogisticProbe):
-        r.mean_, r.std_ = tensors["mean"], tensors["std"]
     return r

@@ -8,9 +8,10 @@ import pandas as pd
 
 from .figures import new_figure
 
-COLORS = {"ccs": "C0", "crc": "C1", "lr": "C2", "zero_shot": "C7", "zero_shot_cal": "C3"}
-LABELS = {"ccs": "CCS", "crc": "CRC (TPC)", "lr": "logistic (supervised)", "zero_shot": "0-shot",
-          "zero_shot_cal": "calibrated 0-shot"}
+COLORS = {"ccs": "C0", "crc": "C1", "vinc": "C4", "lr": "C2", "zero_shot": "C7",
+          "zero_shot_cal": "C3"}
+LABELS = {"ccs": "CCS", "crc": "CRC (TPC)", "vinc": "VINC", "lr": "logistic (supervised)",
+          "zero_shot": "0-shot", "zero_shot_cal": "calibrated 0-shot"}
 
 
 def layer_curve(frame: pd.DataFrame, *, metric: str = "auroc", dataset: str | None = None,
