@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from .core.anatomy import SWEEP_KINDS, site_name
 from .core.hooks import capture, patch
 from .core.interventions import Set
+from .core.lm import LAST_POSITION
 
 
 @dataclass
@@ -80,4 +81,4 @@ def interchange_sweep(lm, base: str, source: str, metric: Callable[[torch.Tensor
 
 
 def _last_probs(lm, batch) -> torch.Tensor:
-    return lm.model(**batch, logits_to_keep=1).logits[:, -1].float().softmax(-1)
+    return lm.model(**batch, logits_to_keep=LAST_POSITION).logits[:, -1].float().softmax(-1)

@@ -8,6 +8,12 @@ import torch
 
 from .anatomy import config_value, family_of, n_layers_of, site_names
 
+# ``logits_to_keep`` for the last position's logits only. Not ``logits_to_keep=1``: that hands the
+# LM head a strided view [batch, 1, d_model], and torch's matmul multiplies a strided 3-D input by
+# a weight that needs no gradient (a frozen model) one row at a time, several times slower. An
+# index tensor makes transformers gather a contiguous copy instead.
+LAST_POSITION = torch.tensor([-1])
+
 
 def position_ids(mask: torch.Tensor) -> torch.Tensor:
     """Position ids ``[batch, seq]`` from an attention mask ``[batch, seq]``: each row counts its
@@ -95,7 +101,7 @@ class LM:
     def next_token_probs(self, prompts: str | list[str]) -> torch.Tensor:
         """Next-token distribution after each prompt, ``[batch, vocab]`` (float32)."""
         batch = self.encode(prompts)
-        logits = self.model(**batch, logits_to_keep=1).logits[:, -1]
+        logits = self.model(**batch, logits_to_keep=LAST_POSITION).logits[:, -1]
         return logits.float().softmax(-1)
 
     def token_id(self, text: str) -> int:

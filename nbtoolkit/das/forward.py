@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from ..core.hooks import capture, model_of, patch
-from ..core.lm import position_ids
+from ..core.lm import LAST_POSITION, position_ids
 from .rotations import Interchange, Subspace
 
 
@@ -30,7 +30,8 @@ def predict_logits(model, inputs: torch.Tensor, mask: torch.Tensor | None = None
         if mask is not None:
             mask = mask.to(inputs.device)
             kwargs = dict(attention_mask=mask, position_ids=position_ids(mask))
-        logits = module(input_ids=inputs, logits_to_keep=0 if every_position else 1, **kwargs).logits
+        keep = 0 if every_position else LAST_POSITION
+        logits = module(input_ids=inputs, logits_to_keep=keep, **kwargs).logits
         return logits if every_position else logits[:, -1]
     out = module(inputs)
     return out[:, -1] if out.dim() == 3 and not every_position else out
