@@ -4,7 +4,29 @@ from __future__ import annotations
 
 import statistics
 import time
+from contextlib import contextmanager
 from typing import Callable
+
+import torch
+
+# Every benchmark runs twice: with trainable weights and frozen, as after model.requires_grad_(False)
+# (torch picks different kernels for a weight that needs no gradient).
+STATES = ("unfrozen", "frozen")
+
+
+@contextmanager
+def weights(model: torch.nn.Module, state: str):
+    """Inside: every parameter of ``model`` trainable (``"unfrozen"``) or not (``"frozen"``);
+    the flags put back after."""
+    if state not in STATES:
+        raise ValueError(f"state must be one of {STATES}, got {state!r}")
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.requires_grad_(state == "unfrozen")
+    try:
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
 
 
 def side_by_side(candidates: dict[str, Callable[[], object]], repeats: int = 10,

@@ -23,7 +23,7 @@ import torch
 
 from .core.anatomy import require
 from .core.hooks import capture
-from .core.lm import position_ids
+from .core.lm import LAST_POSITION, position_ids
 from .core.modes import eval_mode
 
 SUPPORTED_KINDS = ("decoder",)  # gradients of next-token probabilities
@@ -186,7 +186,7 @@ def _copies(model, acts, input_ids, response_pos, prompt_pos, n_prompt, batch_si
             batch[j, pad:] = input_ids[0, :pos]
             mask[j, pad:] = 1
         logits = model(input_ids=batch, attention_mask=mask, position_ids=position_ids(mask),
-                       logits_to_keep=1).logits[:, -1]  # [c, vocab]
+                       logits_to_keep=LAST_POSITION).logits[:, -1]  # [c, vocab]
         target = input_ids[0, chunk]
         probs = logits.softmax(-1).gather(-1, target[:, None]).sum()
         embed = acts["embed"]

@@ -33,6 +33,7 @@ from .core.anatomy import check_layers, require, residual_site, site_name
 from .core.hooks import capture, patch
 from .core.interventions import Overlay, check_overlay
 from .core.kv_cache import cache_kwarg, cache_of, repeat_rows
+from .core.lm import LAST_POSITION
 
 PLACEHOLDER = "{x}"  # marks a placeholder in a template string
 FILL = "_"           # the text written where each placeholder was (one token per placeholder)
@@ -301,7 +302,7 @@ def _p_without(lm, interp, generated: list[list[int]]) -> list[list[float]]:
     """
     rows, width = len(generated), max(len(g) for g in generated)
     prompt = interp.input_ids.to(lm.device)[None]
-    first = lm.model(input_ids=prompt, use_cache=True, logits_to_keep=1)
+    first = lm.model(input_ids=prompt, use_cache=True, logits_to_keep=LAST_POSITION)
     logits = [first.logits[:, -1:].expand(rows, -1, -1)]
     tokens = torch.full((rows, width), lm.tokenizer.pad_token_id or 0, dtype=torch.long)
     for i, g in enumerate(generated):  # right padding: causal attention keeps it out

@@ -38,9 +38,11 @@ from typing import Callable, Sequence
 import pandas as pd
 import torch
 
-from .core.anatomy import family_of, families_with, require, residual_site, site_name, weight
+from .core.anatomy import (families_with, family_of, require, residual_site, site_name,
+                            weight)
 from .core.blocks import body, run_blocks
 from .core.hooks import capture
+from .core.lm import LAST_POSITION
 from .core.modes import frozen
 from .selfie import SUPPORTED_KINDS, _check_indices, interpret_vectors
 
@@ -217,7 +219,7 @@ class _LayerState:
         self.layer = layer
         with torch.no_grad(), capture(lm, [residual_site(layer - 1)]) as acts:
             lm.model(input_ids=lm.encode(prompt)["input_ids"], use_cache=False,
-                     logits_to_keep=1)
+                     logits_to_keep=LAST_POSITION)
         self.entering = acts[residual_site(layer - 1)]  # [1, T, d]
         self.n_tokens = self.entering.shape[1]
 

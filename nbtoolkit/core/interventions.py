@@ -28,6 +28,7 @@ import math
 import torch
 
 OVERLAY_MODES = ("normalized", "addition")
+_MAX_CACHED = 256  # position indexes kept per intervention (one per forward shape and offset)
 
 
 @dataclass
@@ -45,18 +46,23 @@ class PatchContext:
 
 @dataclass
 class Index:
-    """Selected cells: ``rows[n]``, ``cols[n]`` (local to this forward) and ``slot[n]`` (which
-    of the ``n_positions`` selected positions each cell is)."""
+    """Selected cells, on the activation's device: ``rows[n]``, ``cols[n]`` (local to this
+    forward), ``positions[n]`` (absolute: ``cols + offset``) and ``slot[n]`` (which of the
+    ``n_positions`` selected positions each cell is); ``last``, the largest selected position
+    (checked against a value's length without reading the tensors back from the device)."""
 
     rows: torch.Tensor
     cols: torch.Tensor
+    positions: torch.Tensor
     slot: torch.Tensor
     n_positions: int
     offset: int
     batch: int
+    last: int
 
 
-def select_positions(at, batch: int, seq: int, offset: int, site: str) -> Index | None:
+def select_positions(at, batch: int, seq: int, offset: int, site: str,
+                     device: torch.device | str = "cpu") -> Index | None:
     """Resolve ``at`` against an activation of ``[batch, seq, ...]``; None if nothing is selected."""
     if at is None:
         at = slice(None)
@@ -73,7 +79,14 @@ def select_positions(at, batch: int, seq: int, offset: int, site: str) -> Index 
         if len({len(p) for p in at}) != 1:
             raise ValueError(f"site {site!r}: per-row `at` lists must have the same length, got "
                              f"lengths {[len(p) for p in at]}")
-        return _index([_local(list(p), seq, offset, site) for p in at], len(at[0]), offset, batch)
+        per_row = [_local(list(p), seq, offset, site) for p in at]
+        cells = [(row, slot, col) for row, (slots, cols) in enumerate(per_row)
+                 for slot, col in zip(slots, cols)]
+        if not cells:
+            return None
+        last = offset + max(col for _, _, col in cells)
+        rows, slots, cols = torch.tensor(cells, device=device).T
+        return Index(rows, cols, cols + offset, slots, len(at[0]), offset, batch, last)
     elif isinstance(at, (list, tuple)) and all(isinstance(p, int) for p in at):
         shared = list(at)
     else:
@@ -83,9 +96,10 @@ def select_positions(at, batch: int, seq: int, offset: int, site: str) -> Index 
     slots, cols = _local(shared, seq, offset, site)
     if not cols:
         return None
-    n = len(cols)
-    return Index(torch.arange(batch).repeat_interleave(n), torch.tensor(cols).repeat(batch),
-                 torch.tensor(slots).repeat(batch), len(shared), offset, batch)
+    last = offset + max(cols)
+    rows = torch.arange(batch, device=device).repeat_interleave(len(cols))
+    slots, cols = torch.tensor([slots, cols], device=device).repeat(1, batch)
+    return Index(rows, cols, cols + offset, slots, len(shared), offset, batch, last)
 
 
 def _local(positions: list[int], seq: int, offset: int, site: str) -> tuple[list[int], list[int]]:
@@ -99,17 +113,6 @@ def _local(positions: list[int], seq: int, offset: int, site: str) -> tuple[list
         if 0 <= local < seq:
             slots.append(slot), cols.append(local)
     return slots, cols
-
-
-def _index(per_row: list[tuple[list[int], list[int]]], n_positions: int, offset: int,
-           batch: int) -> Index | None:
-    rows = [row for row, (_, cols) in enumerate(per_row) for _ in cols]
-    if not rows:
-        return None
-    cols = [c for _, row_cols in per_row for c in row_cols]
-    slots = [s for row_slots, _ in per_row for s in row_slots]
-    as_long = lambda xs: torch.tensor(xs, dtype=torch.long)
-    return Index(as_long(rows), as_long(cols), as_long(slots), n_positions, offset, batch)
 
 
 def take_value(value: torch.Tensor, index: Index, like: torch.Tensor, site: str) -> torch.Tensor:
@@ -133,14 +136,14 @@ def take_value(value: torch.Tensor, index: Index, like: torch.Tensor, site: str)
     if value.shape[0] not in (1, index.batch):
         raise ValueError(f"site {site!r}: value has batch {value.shape[0]} but the activation has "
                          f"{index.batch} rows (a batch of 1 is broadcast)")
-    rows = index.rows if value.shape[0] > 1 else torch.zeros_like(index.rows)
     if value.shape[1] == index.n_positions:
-        return value[rows, index.slot]
-    cols = index.cols + index.offset
-    if int(cols.max()) >= value.shape[1]:
+        cols = index.slot
+    elif index.last >= value.shape[1]:
         raise ValueError(f"site {site!r}: value covers {value.shape[1]} positions but position "
-                         f"{int(cols.max())} was selected")
-    return value[rows, cols]
+                         f"{index.last} was selected")
+    else:
+        cols = index.positions
+    return value[index.rows, cols] if value.shape[0] > 1 else value[0, cols]
 
 
 class Intervention:
@@ -150,15 +153,27 @@ class Intervention:
         self.at = at
         self.heads = [heads] if isinstance(heads, int) else heads
 
+    def index(self, act: torch.Tensor, ctx: PatchContext) -> Index | None:
+        """:func:`select_positions` of ``at`` for ``act`` ``[batch, seq, ...]``, built once per
+        (batch, seq, offset, device) while ``at`` stays the same object (assign a new ``at``
+        rather than editing it in place)."""
+        at, cache = getattr(self, "_indexes", (None, None))
+        if cache is None or at is not self.at or len(cache) >= _MAX_CACHED:
+            self._indexes = at, cache = self.at, {}
+        key = (act.shape[0], act.shape[1], ctx.offset, act.device)
+        if key not in cache:
+            cache[key] = select_positions(self.at, *key[:3], ctx.site, act.device)
+        return cache[key]
+
     def edit(self, h: torch.Tensor, index: Index, ctx: PatchContext) -> torch.Tensor:
         """New values for the selected cells ``h`` ``[n, *feature]``."""
         raise NotImplementedError
 
     def __call__(self, act: torch.Tensor, ctx: PatchContext) -> torch.Tensor:
-        index = select_positions(self.at, act.shape[0], act.shape[1], ctx.offset, ctx.site)
+        index = self.index(act, ctx)
         if index is None:
             return act
-        rows, cols = index.rows.to(act.device), index.cols.to(act.device)
+        rows, cols = index.rows, index.cols
         h = act[rows, cols]
         if self.heads is not None:
             if act.dim() != 4:
@@ -177,7 +192,8 @@ class Intervention:
         return out
 
     def __repr__(self):
-        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not torch.is_tensor(v))
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items()
+                           if not torch.is_tensor(v) and not k.startswith("_"))
         return f"{type(self).__name__}({fields})"
 
 

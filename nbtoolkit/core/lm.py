@@ -22,6 +22,12 @@ _MAPPINGS = {"causal-lm": "MODEL_FOR_CAUSAL_LM_MAPPING_NAMES",
              "sequence-classification": "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES",
              "seq2seq-lm": "MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES"}
 
+# ``logits_to_keep`` for the last position's logits only. Not ``logits_to_keep=1``: that hands the
+# LM head a strided view [batch, 1, d_model], and torch's matmul multiplies a strided 3-D input by
+# a weight that needs no gradient (a frozen model) one row at a time, several times slower. An
+# index tensor makes transformers gather a contiguous copy instead.
+LAST_POSITION = torch.tensor([-1])
+
 
 def position_ids(mask: torch.Tensor) -> torch.Tensor:
     """Position ids ``[batch, seq]`` from an attention mask ``[batch, seq]``: each row counts its
@@ -73,7 +79,7 @@ def prediction_logits(model: torch.nn.Module, inputs: dict, *, every_position: b
     logits ``[batch, classes]``. Other heads predict neither: ``ValueError``."""
     head = head_of(model)
     if head == "causal-lm":
-        logits = model(**inputs, logits_to_keep=0 if every_position else 1).logits
+        logits = model(**inputs, logits_to_keep=0 if every_position else LAST_POSITION).logits
         return logits if every_position else logits[:, -1]
     if head == "sequence-classification" and not every_position:
         return model(**inputs).logits
@@ -174,7 +180,7 @@ class LM:
         """Next-token distribution after each prompt, ``[batch, vocab]`` (float32); causal LMs only."""
         self._require_causal("next_token_probs")
         batch = self.encode(prompts)
-        logits = self.model(**batch, logits_to_keep=1).logits[:, -1]
+        logits = self.model(**batch, logits_to_keep=LAST_POSITION).logits[:, -1]
         return logits.float().softmax(-1)
 
     def _require_causal(self, what: str) -> None:

@@ -38,6 +38,7 @@ import torch
 
 from ..core.anatomy import site_name
 from ..core.hooks import capture, patch
+from ..core.lm import LAST_POSITION
 from ..core.modes import eval_mode
 from .average import with_progress, answer_matches, facts_and_noise
 from .tracer import _Tracer
@@ -182,7 +183,7 @@ def _record(tracer: _Tracer) -> dict[str, torch.Tensor]:
     ids = tracer.ids.expand(tracer.samples, tracer.T)
     with torch.no_grad(), patch(tracer.lm, {"embed": tracer._noise_fn(0)}), \
             capture(tracer.lm, sites) as acts:
-        tracer.model(input_ids=ids, use_cache=False, logits_to_keep=1)
+        tracer.model(input_ids=ids, use_cache=False, logits_to_keep=LAST_POSITION)
     return dict(acts)
 
 

@@ -31,9 +31,6 @@ bounded for long prompts.
 
 from __future__ import annotations
 
-
-from __future__ import annotations
-
 from typing import Sequence
 
 import numpy as np
@@ -43,6 +40,7 @@ from ..core.anatomy import parse_site, require, residual_site, site_name
 from ..core.blocks import body, run_blocks
 from ..core.hooks import capture, patch
 from ..core.kv_cache import cache_kwarg, cache_of, tiled
+from ..core.lm import LAST_POSITION
 from ..core.modes import eval_mode
 from .noise import resolve_noise
 from .results import KINDS, TraceResult
@@ -115,7 +113,8 @@ class _Tracer:
         """One clean forward: the answer, ``high_score`` and every restorable activation."""
         sites = [site_name(l, kind) for l in range(self.L) for kind in KINDS]
         with torch.no_grad(), capture(self.lm, sites) as acts:
-            logits = self.model(input_ids=self.ids, use_cache=False, logits_to_keep=1).logits
+            logits = self.model(input_ids=self.ids, use_cache=False,
+                                logits_to_keep=LAST_POSITION).logits
         probs = logits[0, -1].float().softmax(-1)
         if target is None:
             answer_id = int(probs.argmax())
@@ -155,7 +154,8 @@ class _Tracer:
         sites = [residual_site(l) for l in range(-1, self.L)]
         with torch.no_grad(), patch(self.lm, {"embed": self._noise_fn(0)}), \
                 capture(self.lm, sites) as acts:
-            logits = self.model(input_ids=ids, use_cache=False, logits_to_keep=1).logits
+            logits = self.model(input_ids=ids, use_cache=False,
+                                logits_to_keep=LAST_POSITION).logits
         self.low_score = float(logits[:, -1].float().softmax(-1)[:, self.answer_id].mean())
         self.entering = [acts[site] for site in sites]
 
@@ -166,7 +166,8 @@ class _Tracer:
             return None
         ids = self.ids[:, :t].expand(self.samples, t)
         with torch.no_grad(), patch(self.lm, {"embed": self._noise_fn(0)}):
-            return cache_of(self.model(input_ids=ids, use_cache=True, logits_to_keep=1))
+            return cache_of(self.model(input_ids=ids, use_cache=True,
+                                       logits_to_keep=LAST_POSITION))
 
     def _run(self, t: int, prefix, group: list[tuple[int, list[str]]]) -> list[float]:
         """Scores of restorations ``group`` = [(first block, sites)], sorted by first block, at
@@ -202,7 +203,8 @@ class _Tracer:
                     run_blocks(self.lm, start, end):
                 if last:
                     logits = self.model(inputs_embeds=stream, **cache_kwarg(self.model, cache),
-                                        use_cache=cache is not None, logits_to_keep=1).logits
+                                        use_cache=cache is not None,
+                                        logits_to_keep=LAST_POSITION).logits
                 else:
                     body(self.lm)(inputs_embeds=stream, **cache_kwarg(self.model, cache),
                                   use_cache=cache is not None)

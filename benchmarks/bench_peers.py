@@ -1,0 +1,381 @@
+"""nbtoolkit side by side with its peers, pyvene and nnsight, and a hand-written hook, on the
+default model's weights, in one run (with trainable and with frozen weights):
+
+    capture      every block's output, batch 8 x 64 tokens
+    interchange  block 15's output at positions 10 and 20 from a pre-captured source run
+    30 sites     the same interchange at every block at once
+    steering     20 greedy tokens with a vector added to block 15's output on every pass
+    tracing      ROME's causal trace of one prompt (hidden kind, 10 samples) against the loop of
+                 pyvene's causal-tracing tutorial: one IntervenableModel and one forward per cell
+
+Each candidate runs once first and its numbers (activations, logits, scores) are compared with
+the hand-written hook's (tracing: with nbtoolkit's); a disagreement stops the benchmark. Only then
+are they timed, interleaved. Ratios are to the plain forward (tracing: nbtoolkit / pyvene's loop).
+The peers come with the optional extra, ``pip install -e ".[bench]"``; a peer that is not
+installed is skipped with a message.
+
+    python benchmarks/bench_peers.py      # or `make bench`
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import time
+import warnings
+
+import numpy as np
+import torch
+
+import nbtoolkit as nb
+from nbtoolkit.core.anatomy import resolve_site
+from nbtoolkit.tracing import causal_trace, resolve_noise
+
+from timing import STATES, side_by_side, weights
+
+BATCH, SEQ, POSITIONS, LAYER = 8, 64, [10, 20], 15
+STEER_PROMPT, NEW_TOKENS, STEER_SCALE = "I watched the film and", 20, 8.0
+PROMPT, SUBJECT, SAMPLES = "The Eiffel Tower is located in the city of", "Eiffel Tower", 10
+REPEATS = int(os.environ.get("BENCH_PEERS_REPEATS", "10"))
+TOL = 1e-4  # the same numbers: float32 logits of different but equivalent kernels
+
+
+def installed_peers() -> dict:
+    """``{name: module}`` of the peers that import; the others are reported and skipped."""
+    found = {}
+    for name in ("pyvene", "nnsight"):
+        if importlib.util.find_spec(name) is None:
+            print(f"   {name} is not installed: skipped (pip install -e '.[bench]')", flush=True)
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                found[name] = importlib.import_module(name)
+        except Exception as error:  # a peer broken by this torch/transformers: skip it
+            print(f"   {name} does not import ({error!r}): skipped", flush=True)
+    return found
+
+
+class Setup:
+    """The model, a base batch, a source run's activations at every block, module paths."""
+
+    def __init__(self, peers: dict):
+        self.lm = nb.load_model(nb.DEFAULT_MODEL)
+        self.model = self.lm.model.eval()
+        generator = torch.Generator().manual_seed(0)
+        ids = torch.randint(100, 10000, (BATCH, SEQ), generator=generator)
+        self.batch = dict(input_ids=ids, attention_mask=torch.ones_like(ids))
+        self.sites = [f"layer.{i}" for i in range(self.lm.n_layers)]
+        self.modules = [resolve_site(self.model, site).module for site in self.sites]
+        self.path = {module: name for name, module in self.model.named_modules()}  # for nnsight
+        with torch.no_grad(), nb.capture(self.lm, self.sites) as acts:
+            self.model(input_ids=ids.flip(0), attention_mask=self.batch["attention_mask"])
+        self.source = [acts[site] for site in self.sites]  # [batch, seq, d] per block
+        self.peers = peers
+        if "nnsight" in peers:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.nnsight = peers["nnsight"].TransformersModel(
+                    self.model, tokenizer=self.lm.tokenizer, task="text-generation")
+
+    def envoy(self, module: torch.nn.Module):
+        """nnsight's handle on ``module``."""
+        return self.nnsight.get(self.path[module])
+
+    def pyvene(self, layers: list[int], kind: str, units: int):
+        """An IntervenableModel on block outputs; pyvene freezes the model: the caller's
+        :func:`weights` context puts the flags back."""
+        pv = self.peers["pyvene"]
+        config = pv.IntervenableConfig(
+            representations=[pv.RepresentationConfig(layer, "block_output", "pos", units)
+                             for layer in layers],
+            intervention_types=getattr(pv, kind))
+        return pv.IntervenableModel(config, self.model)
+
+
+def _first(output):
+    return output[0] if isinstance(output, tuple) else output
+
+
+def capture_every_block(s: Setup) -> dict:
+    candidates = {}
+
+    def ours():
+        with nb.capture(s.lm, s.sites) as acts:
+            s.model(**s.batch)
+        return [acts[site] for site in s.sites]
+    candidates["nbtoolkit"] = ours
+
+    def raw():
+        acts = []
+        handles = [m.register_forward_hook(lambda m, a, out: acts.append(_first(out).detach()))
+                   for m in s.modules]
+        try:
+            s.model(**s.batch)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return acts
+    candidates["raw hook"] = raw
+
+    if "pyvene" in s.peers:
+        collect = s.pyvene(list(range(len(s.sites))), "CollectIntervention", SEQ)
+        every = [[list(range(SEQ))] * BATCH] * len(s.sites)
+        candidates["pyvene"] = lambda: collect(s.batch, unit_locations={"base": every})[0][1]
+    if "nnsight" in s.peers:
+        envoys = [s.envoy(module) for module in s.modules]
+
+        def nnsight():
+            saved = []
+            with s.nnsight.trace(s.batch):
+                for envoy in envoys:
+                    saved.append(envoy.output.save())
+            return saved
+        candidates["nnsight"] = nnsight
+    return candidates
+
+
+def interchange(layers: list[int]):
+    """Candidates that replace ``layers``' block outputs at POSITIONS with the source run's."""
+    def build(s: Setup) -> dict:
+        sources = {layer: s.source[layer][:, POSITIONS] for layer in layers}  # [batch, 2, d]
+        interventions = {s.sites[layer]: nb.Set(s.source[layer], at=POSITIONS) for layer in layers}
+        candidates = {}
+
+        def ours():
+            with nb.patch(s.lm, interventions):
+                return s.model(**s.batch).logits
+        candidates["nbtoolkit"] = ours
+
+        def raw():
+            def hook(layer):
+                def replace(module, args, output):
+                    _first(output)[:, POSITIONS] = sources[layer]
+                return replace
+            handles = [s.modules[layer].register_forward_hook(hook(layer)) for layer in layers]
+            try:
+                return s.model(**s.batch).logits
+            finally:
+                for handle in handles:
+                    handle.remove()
+        candidates["raw hook"] = raw
+
+        if "pyvene" in s.peers:
+            model = s.pyvene(layers, "VanillaIntervention", len(POSITIONS))
+            where = [[POSITIONS] * BATCH] * len(layers)
+            reps = [sources[layer] for layer in layers]
+            candidates["pyvene"] = lambda: model(
+                s.batch, unit_locations={"sources->base": (where, where)},
+                source_representations=reps)[1].logits
+        if "nnsight" in s.peers:
+            envoys = {layer: s.envoy(s.modules[layer]) for layer in layers}
+
+            def nnsight():
+                with s.nnsight.trace(s.batch):
+                    for layer in layers:
+                        envoys[layer].output[:, POSITIONS] = sources[layer]
+                    out = s.nnsight.output.save()
+                return out.logits
+            candidates["nnsight"] = nnsight
+        return candidates
+    return build
+
+
+def steering(s: Setup) -> dict:
+    """Greedy generation with ``STEER_SCALE`` × a unit vector added to block 15's output at every
+    position of every pass; returns the logits of the generated tokens [steps, vocab]."""
+    batch = s.lm.encode(STEER_PROMPT)
+    batch.pop("position_ids")  # generate derives them from the attention mask
+    vector = torch.randn(s.lm.d_model, generator=torch.Generator().manual_seed(1))
+    vector = STEER_SCALE * vector / vector.norm()
+    options = dict(max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False,
+                   pad_token_id=s.lm.tokenizer.pad_token_id, output_logits=True,
+                   return_dict_in_generate=True)
+    generate = lambda: torch.cat(s.model.generate(**batch, **options).logits)
+    steer = {s.sites[LAYER]: nb.Add(vector)}
+    candidates = {"plain": generate}
+
+    def ours():
+        with nb.patch(s.lm, steer):
+            return generate()
+    candidates["nbtoolkit"] = ours
+
+    def raw():
+        handle = s.modules[LAYER].register_forward_hook(lambda m, a, out: out + vector)
+        try:
+            return generate()
+        finally:
+            handle.remove()
+    candidates["raw hook"] = raw
+
+    if "pyvene" in s.peers:
+        model = s.pyvene([LAYER], "AdditionIntervention", 1)
+        candidates["pyvene"] = lambda: torch.cat(model.generate(
+            batch, source_representations=vector, intervene_on_prompt=True, **options)[1].logits)
+    if "nnsight" in s.peers:
+        envoy, head = s.envoy(s.modules[LAYER]), s.envoy(s.model.get_output_embeddings())
+        options_nn = {k: v for k, v in options.items()
+                      if k not in ("output_logits", "return_dict_in_generate")}
+
+        def nnsight():
+            steps = []
+            with s.nnsight.generate(batch, **options_nn) as tracer:
+                for _ in tracer.all():  # an open loop: it ends when generation does
+                    envoy.output[:] += vector
+                    steps.append(head.output[:, -1].save())
+            return torch.cat(steps)
+        candidates["nnsight"] = nnsight
+    return candidates
+
+
+def plain(s: Setup):
+    return lambda: s.model(**s.batch).logits
+
+
+def check(name: str, candidates: dict, reference: str, control=None) -> dict[str, float]:
+    """Run every candidate once; the max |difference| of each from ``reference``'s numbers.
+    ``control`` (the unpatched output) must differ from the reference: the edit did something."""
+    outputs = {who: fn() for who, fn in candidates.items()}
+    as_list = lambda x: [t.float() for t in (x if isinstance(x, (list, tuple)) else [x])]
+    expected = as_list(outputs[reference])
+    diffs = {}
+    for who, out in outputs.items():
+        got = as_list(out)
+        if len(got) != len(expected) or any(g.shape != e.shape for g, e in zip(got, expected)):
+            raise AssertionError(f"{name}: {who} returned shapes {[tuple(g.shape) for g in got]}, "
+                                 f"{reference} {[tuple(e.shape) for e in expected]}")
+        diffs[who] = max(float((g - e).abs().max()) for g, e in zip(got, expected))
+        if diffs[who] > TOL:
+            raise AssertionError(f"{name}: {who} differs from {reference} by {diffs[who]:.2e}")
+    if control is not None:
+        effect = max(float((c - e).abs().max()) for c, e in zip(as_list(control), expected))
+        if effect <= 100 * TOL:
+            raise AssertionError(f"{name}: the intervention changed nothing ({effect:.1e})")
+    return diffs
+
+
+def comparison_row(name: str, times: dict[str, float], reference: str, diffs: dict,
+                   extra: str = "") -> dict:
+    """One row: nbtoolkit / ``reference``; the peers' ratios are the goal."""
+    ratios = {who: t / times[reference] for who, t in times.items()}
+    peers = [who for who in ratios if who not in ("nbtoolkit", "raw hook", reference)]
+    goal = ("<= " + ", ".join(f"{who} {ratios[who]:.3f}" for who in peers)) if peers \
+        else "<= peers (none installed)"
+    others = "; ".join(f"{who} {ratios[who]:.3f}×" for who in ratios
+                       if who not in ("nbtoolkit", reference))
+    worst = max(d for who, d in diffs.items())
+    note = f"{others}; numbers equal before timing (max |Δ| {worst:.1e}){extra}"
+    return dict(benchmark=name, ours_s=times["nbtoolkit"], reference_s=times[reference],
+                ratio=ratios["nbtoolkit"], goal=goal, note=note, times=times)
+
+
+def forward_rows(s: Setup, state: str) -> list[dict]:
+    rows = []
+    tasks = [(f"capture every block's output, {BATCH}x{SEQ}", capture_every_block, False),
+             (f"one interchange (block {LAYER}, 2 positions) from a pre-captured source, "
+              f"{BATCH}x{SEQ}", interchange([LAYER]), True),
+             (f"{len(s.sites)} interchanges (every block, 2 positions), {BATCH}x{SEQ}",
+              interchange(list(range(len(s.sites)))), True)]
+    for name, build, changes_logits in tasks:
+        name = f"{name} ({state})"
+        candidates = build(s)
+        s.model.requires_grad_(state == "unfrozen")  # pyvene's constructor froze it
+        control = plain(s)() if changes_logits else None
+        diffs = check(name, candidates, "raw hook", control)
+        times = side_by_side({"plain": plain(s), **candidates}, repeats=REPEATS, warmup=1)
+        rows.append(comparison_row(name, times, "plain", diffs, ", reference = plain forward"))
+    name = f"steering: {NEW_TOKENS} greedy tokens, vector added at block {LAYER} ({state})"
+    candidates = steering(s)
+    s.model.requires_grad_(state == "unfrozen")
+    control = candidates["plain"]()
+    diffs = check(name, {k: v for k, v in candidates.items() if k != "plain"}, "raw hook", control)
+    times = side_by_side(candidates, repeats=REPEATS, warmup=1)
+    rows.append(comparison_row(name, times, "plain", diffs, ", reference = unsteered generate"))
+    return rows
+
+
+def pyvene_tutorial_trace(s: Setup, level: float, answer_id: int, subject: range) -> np.ndarray:
+    """pyvene's causal-tracing tutorial loop, with ROME's ``SAMPLES`` noised copies of the prompt
+    as the batch: for every (layer, token) a new IntervenableModel that adds the noise to the
+    subject's embeddings (block 0's input) and restores block ``layer``'s output at the token
+    from a clean source run; p(answer) at the last position, averaged over the copies."""
+    pv = s.peers["pyvene"]
+    d = s.lm.d_model
+    noise = torch.from_numpy(np.random.RandomState(1).randn(SAMPLES, len(subject), d) * level)
+
+    class NoiseIntervention(pv.ConstantSourceIntervention, pv.LocalistRepresentationIntervention):
+        def __init__(self, embed_dim, **kwargs):
+            super().__init__()
+            self.interchange_dim = embed_dim
+
+        def forward(self, base, source=None, subspaces=None):
+            base[..., : self.interchange_dim] += noise  # float64 noise, summed in place (ROME)
+            return base
+
+    encoded = s.lm.tokenizer(PROMPT, return_tensors="pt")
+    base = {key: value.expand(SAMPLES, -1) for key, value in encoded.items()}
+    n_tokens = base["input_ids"].shape[1]
+    scores = np.zeros((n_tokens, s.lm.n_layers))
+    for layer in range(s.lm.n_layers):
+        for token in range(n_tokens):
+            config = pv.IntervenableConfig(
+                representations=[pv.RepresentationConfig(0, "block_input"),
+                                 pv.RepresentationConfig(layer, "block_output")],
+                intervention_types=[NoiseIntervention, pv.VanillaIntervention])
+            model = pv.IntervenableModel(config, s.model)
+            _, out = model(base, [None, base], {"sources->base": (
+                [None, [[token]] * SAMPLES], [[list(subject)] * SAMPLES, [[token]] * SAMPLES])})
+            probs = out.logits[:, -1].float().softmax(-1)[:, answer_id]
+            scores[token, layer] = float(probs.mean())
+    return scores
+
+
+def tracing_row(s: Setup, state: str) -> dict | None:
+    if "pyvene" not in s.peers:
+        print("   causal tracing: pyvene is not installed, no tutorial loop to compare with")
+        return None
+    level = resolve_noise(s.lm, "s3")
+    timed = {}
+
+    def ours():
+        return causal_trace(s.lm, PROMPT, SUBJECT, kind="hidden", samples=SAMPLES, noise=level)
+
+    start = time.perf_counter()
+    result = ours()
+    timed["nbtoolkit"] = time.perf_counter() - start
+    subject = range(*result.subject_range)
+    start = time.perf_counter()
+    try:
+        theirs = pyvene_tutorial_trace(s, level, result.answer_id, subject)
+    finally:
+        s.model.requires_grad_(state == "unfrozen")  # every IntervenableModel froze it
+    timed["pyvene"] = time.perf_counter() - start
+    diff = float(np.max(np.abs(theirs - result.scores)))
+    if diff > TOL:
+        raise AssertionError(f"causal tracing: pyvene's loop differs from nbtoolkit by {diff:.2e}")
+    name = (f"causal trace, hidden grid ({len(result.tokens)} tokens × {s.lm.n_layers} layers, "
+            f"{SAMPLES} samples) vs pyvene's tutorial loop ({state})")
+    return dict(benchmark=name, ours_s=timed["nbtoolkit"], reference_s=timed["pyvene"],
+                ratio=timed["nbtoolkit"] / timed["pyvene"], goal="<= 1",
+                note=f"speed-up {timed['pyvene'] / timed['nbtoolkit']:.1f}×; same scores (max "
+                     f"|Δp| {diff:.1e}); one run each; pyvene's constructor freezes the model, so "
+                     f"its loop runs frozen from its first cell on", times=timed)
+
+
+def run() -> list[dict]:
+    torch.manual_seed(0)
+    s = Setup(installed_peers())
+    rows = []
+    with torch.no_grad():
+        for state in STATES:
+            with weights(s.model, state):
+                rows += forward_rows(s, state)
+                row = tracing_row(s, state)
+                rows += [row] if row else []
+    return rows
+
+
+if __name__ == "__main__":
+    for r in run():
+        print(r)
