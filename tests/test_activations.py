@@ -9,6 +9,7 @@ import torch
 import nbtoolkit
 from nbtoolkit.ccs import activations
 from nbtoolkit.ccs.activations import extract, load_cached
+from nbtoolkit.core.modes import frozen
 from nbtoolkit.data.contrast import load_contrast
 
 
@@ -45,6 +46,23 @@ def test_states_match_hidden_states_of_a_plain_forward(lm, pairs):
             lp = (st.logp_pos, st.logp_neg)[half][i]
             assert lp == pytest.approx(hand, abs=1e-4)
 
+
+
+def test_frozen_extraction_is_the_same_and_its_head_reads_contiguous_rows(lm, pairs):
+    # ``logits_to_keep=keep`` would hand the LM head a strided [batch, keep, d] view, which torch
+    # multiplies row by row when the weight needs no gradient: extraction was 1.4x slower frozen.
+    contiguous = []
+    head = lm.model.get_output_embeddings()
+    handle = head.register_forward_pre_hook(lambda m, args: contiguous.append(args[0].is_contiguous()))
+    try:
+        trainable = extract(lm, pairs, cache=False, progress=False, batch_size=4)
+        with frozen(lm.model):
+            still = extract(lm, pairs, cache=False, progress=False, batch_size=4)
+    finally:
+        handle.remove()
+    assert len(contiguous) == 10 and all(contiguous)  # 2 x 20 texts in batches of 4
+    np.testing.assert_array_equal(still.hidden_pos, trainable.hidden_pos)
+    np.testing.assert_array_equal(still.logp_neg, trainable.logp_neg)
 
 def test_mean_pooling_and_layer_subset(lm, pairs):
     st = extract(lm, pairs, layers=[1, -1], pooling="mean", cache=False, progress=False)
