@@ -7,7 +7,7 @@ import torch
 
 from ..das import NeuronSubspace, RotatedSubspace, iia, task_accuracy
 from ..tasks import hierarchical_equality as he
-from .feedback import Feedback, Wrong, call, expect, number, run_check, tensor
+from .feedback import Feedback, Wrong, call, expect, number, run_check, tensor, unchanged
 
 D, N = 16, 16  # width of the hidden layer; examples (as many as neurons: rows â‰  neurons shows)
 
@@ -15,12 +15,6 @@ D, N = 16, 16  # width of the hidden layer; examples (as many as neurons: rows â
 def _pair(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(N, D, generator=g), torch.randn(N, D, generator=g)
-
-
-def _untouched(base: torch.Tensor, kept: torch.Tensor) -> None:
-    if not torch.equal(base, kept):
-        raise Wrong("you changed `base` in place; build a new tensor (torch.where, or "
-                    "base.clone() first), since the base run's activation is used again")
 
 
 # ---------------------------------------------------------------- 03.1
@@ -37,7 +31,7 @@ def _neuron_interchange(student) -> str:
     rest = [i for i in range(D) if i not in dims]
     kept = base.clone()
     got = tensor(call(student, base, source, dims), "your interchanged activations", (N, D))
-    _untouched(base, kept)
+    unchanged(base, kept, "base")
     want = NeuronSubspace(D, dims)(base, source).detach()
 
     def rows_swapped():
@@ -78,7 +72,7 @@ def _rotated_interchange(student) -> str:
         kept = base.clone()
         got = tensor(call(student, base, source, R.clone(), k, block),
                      "your interchanged activations", (N, D))
-        _untouched(base, kept)
+        unchanged(base, kept, "base")
         want = rotation(base, source, block).detach()
 
         def mixed(forward, back, cols=slice(lo, hi)):

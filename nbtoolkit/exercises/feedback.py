@@ -142,6 +142,13 @@ def number(value, what: str) -> float:
     return float(value)
 
 
+def unchanged(value: torch.Tensor, copy: torch.Tensor, name: str) -> None:
+    """:class:`Wrong` if the student's function changed its input ``name`` in place."""
+    if not torch.equal(value, copy):
+        raise Wrong(f"you changed `{name}` in place; build a new tensor (torch.where, or "
+                    f"{name}.clone() first): the caller still needs its {name}")
+
+
 def close(a, b, rtol: float = 1e-4, atol: float = 1e-7) -> bool:
     """Equal up to float32 rounding: every |a − b| ≤ rtol · max|b| + atol (the tolerance scales
     with the answer's size, as rounding does; different shapes are not close)."""
