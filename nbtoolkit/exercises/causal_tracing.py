@@ -15,7 +15,9 @@ from .feedback import Feedback, Wrong, call, expect, number, run_check, tiny_lm
 
 SUBJECTS = ["Eiffel Tower", "PlayStation", "Danielle Darrieux"]
 PROMPT, SUBJECT = "The Eiffel Tower is located in the city of", "Eiffel Tower"
-SAMPLES, SEED = 3, 1
+SAMPLES, SEED, ANSWER = 3, 1, "P"
+# a restoration moves p(answer) ~3e-3 of this random model by as little as 1e-6; rounding: ~1e-9
+TOLERANCE = 1e-5
 
 
 def _embeddings(lm, text: str) -> torch.Tensor:
@@ -75,11 +77,13 @@ def _noise_level(student) -> str:
 # ---------------------------------------------------------------- the corrupted runs
 
 def _case(lm):
-    """The traced prompt's token ids ``[1, T]``, its subject range and a seeded noise draw
-    ``[samples, subject tokens, d_model]`` (float32, 3σ)."""
+    """The traced prompt's token ids ``[1, T]``, its subject range, a seeded noise draw
+    ``[samples, subject tokens, d_model]`` (float32, 3σ) and the reference trace. The answer
+    scored is "P" (Paris), not the random model's top token, which the noise never displaces:
+    scoring each copy's own top token must not pass by chance."""
     ids = lm.tokenizer(PROMPT, return_tensors="pt")["input_ids"]
     reference = causal_trace(lm, PROMPT, SUBJECT, samples=SAMPLES, noise=noise_level(lm, SUBJECTS),
-                             seed=SEED, positions="last")
+                             seed=SEED, target=ANSWER, positions="last")
     start, end = reference.subject_range
     draw = np.random.RandomState(SEED).randn(SAMPLES, end - start, lm.d_model) * reference.noise
     return ids, (start, end), torch.from_numpy(draw).float(), reference
@@ -128,12 +132,11 @@ def _corrupted_score(student) -> str:
         (lambda: prob({"embed": _adding(noise, start, end, replace=True)}),
          "you replaced the subject's embeddings by the noise; ROME adds it: embedding + ε"),
         (lambda: float(corrupted.max(-1).values.mean()),
-         "you scored each copy's own top token; the score is p of the clean run's answer "
-         "(answer_id) in the corrupted copies"),
-    ], "your score is not the mean p(answer) over the corrupted copies")
-    return (f"corrupting the subject lowers p(answer) from the clean {reference.high_score:.5f} to "
-            f"{reference.low_score:.5f} on this tiny random model; ROME's corruption, exactly "
-            f"(common random numbers: the same draws for every restoration).")
+         "you scored each copy's own top token; the score is p of the answer (answer_id, "
+         "the clean run's top token in ROME) in the corrupted copies"),
+    ], "your score is not the mean p(answer) over the corrupted copies", rtol=TOLERANCE, atol=0)
+    return ("ROME's corruption, exactly: every copy gets its own draw on the subject's "
+            "embeddings, and every restoration reuses the same draws (common random numbers).")
 
 
 # ---------------------------------------------------------------- 02.3
@@ -165,10 +168,10 @@ def _restored_score(student) -> str:
             lm.model(input_ids=ids.expand(SAMPLES, -1))
         return prob({site: Set(acts[site], at=[token])})
 
-    for token, layer in ((end - 1, 1), (last, 0)):
+    for token, layer in ((last, 1), (end - 1, 0)):
         site = site_name(layer)
         want = causal_trace(lm, PROMPT, SUBJECT, samples=SAMPLES, noise=reference.noise, seed=SEED,
-                            positions=[token]).scores[token, layer]
+                            target=ANSWER, positions=[token]).scores[token, layer]
         got = number(call(student, lm, PROMPT, (start, end), noise, answer, token, layer),
                      "your restored score")
         expect(got, want, [
@@ -189,7 +192,7 @@ def _restored_score(student) -> str:
              "you put the corrupted state into the clean run; restoring is the other way: the "
              "clean state goes into every corrupted copy"),
         ], f"your score is not p(answer) with the clean state at (token {token}, layer {layer}) "
-           f"restored")
+           f"restored", rtol=TOLERANCE, atol=0)
     return ("one cell of ROME's hidden-state heatmap: the clean state at (token, layer) copied "
             "into every corrupted copy, later layers recomputed from it. causal_trace fills every "
             "cell, reusing the corrupted run before the restored token.")

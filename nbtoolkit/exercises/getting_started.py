@@ -89,15 +89,13 @@ def _interchange(student) -> str:
             raise Wrong(f"your numbers sum to {total:.4g}, not 1: return probabilities, the "
                         f"softmax of the last position's logits")
         expect(got, want, [
-            (lambda: interchanged(lm, BASE, SOURCE, site, None),
-             "you copied the source's state at every position of that layer; an interchange "
-             "copies one (layer, position): nb.Set(value, at=[position])"),
+            (lambda: lm.next_token_probs(SOURCE)[0],
+             "these are the source run's own probabilities: you ran the source prompt, or copied "
+             "its state at every position of the layer (which reproduces the source run); an "
+             "interchange copies one (layer, position): nb.Set(value, at=[position])"),
             (lambda: lm.next_token_probs(BASE)[0],
              "these are the base run's own probabilities: nothing was patched (was the base "
              "forward inside `with nb.patch(...)`, at the site you captured?)"),
-            (lambda: lm.next_token_probs(SOURCE)[0],
-             "these are the source run's own probabilities; the interchange runs the base prompt "
-             "with one activation taken from the source run"),
             (lambda: interchanged(lm, SOURCE, BASE, site, [position]),
              "you ran the source prompt with the base's state; it is the other way round: the "
              "base run receives the source's activation"),
