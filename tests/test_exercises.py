@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import nbtoolkit as nb
-from nbtoolkit.exercises.feedback import FAILED, NOT_DONE, ExerciseFailed, Feedback
+from nbtoolkit.exercises.feedback import FAILED, NOT_DONE, ExerciseFailed, Feedback, captured
 from nbtoolkit.exercises.release import is_check, is_solution, release
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,22 +143,16 @@ def test_under_nbgrader_a_check_that_did_not_pass_fails_its_grade_cell(monkeypat
 
 # ---------------------------------------------------------------- anticipated wrong answers
 
-def _captured(lm, prompt, site):
-    with torch.no_grad(), nb.capture(lm, site) as acts:
-        lm.model(**lm.encode(prompt))
-    return acts[site][0]
-
-
 def _patched_probs(lm, prompt, edits):
     with torch.no_grad(), nb.patch(lm, edits):
         return lm.next_token_probs(prompt)[0]
 
 
 # 00.1 residual_at(lm, prompt, layer)
-def entering_block(lm, prompt, layer): return _captured(lm, prompt, nb.site_name(layer, "in"))
-def mlp_output(lm, prompt, layer): return _captured(lm, prompt, nb.site_name(layer, "mlp"))
-def attn_output(lm, prompt, layer): return _captured(lm, prompt, nb.site_name(layer, "attn"))
-def with_batch_axis(lm, prompt, layer): return _captured(lm, prompt, nb.site_name(layer))[None]
+def entering_block(lm, prompt, layer): return captured(lm, prompt, nb.site_name(layer, "in"))
+def mlp_output(lm, prompt, layer): return captured(lm, prompt, nb.site_name(layer, "mlp"))
+def attn_output(lm, prompt, layer): return captured(lm, prompt, nb.site_name(layer, "attn"))
+def with_batch_axis(lm, prompt, layer): return captured(lm, prompt, nb.site_name(layer))[None]
 
 
 def hugging_face_plus_one(lm, prompt, layer):
@@ -168,7 +162,7 @@ def hugging_face_plus_one(lm, prompt, layer):
 
 # 00.2 interchange(lm, base, source, layer, position)
 def _interchange(lm, into, source, site, at):
-    return _patched_probs(lm, into, {site: nb.Set(_captured(lm, source, site)[None], at=at)})
+    return _patched_probs(lm, into, {site: nb.Set(captured(lm, source, site)[None], at=at)})
 
 
 def every_position(lm, base, source, layer, position):
@@ -543,7 +537,7 @@ def transposed(lm, p, r): return _attribution(lm, p, r).T
 
 # 07.1 hidden_state(lm, prompt, layer, token)
 def python_index(lm, prompt, layer, token):
-    return _captured(lm, prompt, nb.site_name(layer % lm.n_layers))[token]
+    return captured(lm, prompt, nb.site_name(layer % lm.n_layers))[token]
 
 
 def hugging_face_index(lm, prompt, layer, token):
@@ -553,12 +547,12 @@ def hugging_face_index(lm, prompt, layer, token):
 
 def one_layer_early(lm, prompt, layer, token):
     site = "embed" if layer <= 0 else nb.site_name(layer - 1)
-    return _captured(lm, prompt, site)[token]
+    return captured(lm, prompt, site)[token]
 
 
 def after_final_norm(lm, prompt, layer, token):
     site = "embed" if layer == -1 else "final_norm" if layer == lm.n_layers - 1 else nb.site_name(layer)
-    return _captured(lm, prompt, site)[token]
+    return captured(lm, prompt, site)[token]
 
 
 # 07.2 overlay(h, v, strength, mode)

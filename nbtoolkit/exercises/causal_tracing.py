@@ -11,7 +11,7 @@ from ..core.hooks import capture, patch
 from ..core.interventions import Set
 from ..tracing import causal_trace
 from ..tracing.noise import noise_level
-from .feedback import Feedback, Wrong, call, expect, number, run_check, tiny_lm
+from .feedback import Feedback, call, expect, number, run_check, tiny_lm
 
 SUBJECTS = ["Eiffel Tower", "PlayStation", "Danielle Darrieux"]
 PROMPT, SUBJECT = "The Eiffel Tower is located in the city of", "Eiffel Tower"

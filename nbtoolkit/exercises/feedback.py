@@ -9,7 +9,8 @@ pass then raises :class:`ExerciseFailed` with the same message, so its grade cel
 Inside a check: :func:`call` runs the student's function (its errors become feedback, not a
 traceback), :func:`tensor` / :func:`number` read its answer and check the shape, and
 :func:`expect` compares it with the reference, then with the anticipated wrong answers, each
-computed only when the answer is wrong.
+computed only when the answer is wrong. :func:`tiny_lm` and :func:`captured` give the small
+model the checks run on and its activations.
 """
 
 from __future__ import annotations
@@ -183,3 +184,12 @@ def tiny_lm():
     from ..core.loading import tiny_model
 
     return tiny_model("llama", seed=0)
+
+
+def captured(lm, prompt: str, site: str) -> torch.Tensor:
+    """The activation at ``site`` while ``lm`` reads ``prompt``, ``[seq, ...]`` (batch axis dropped)."""
+    from ..core.hooks import capture
+
+    with torch.no_grad(), capture(lm, site) as acts:
+        lm.model(**lm.encode(prompt))
+    return acts[site][0]

@@ -7,27 +7,20 @@ import numpy as np
 import torch
 
 from ..core.anatomy import site_name
-from ..core.hooks import capture, patch
+from ..core.hooks import patch
 from ..core.interventions import Set
 from ..interchange import interchange_sweep
-from .feedback import Feedback, Wrong, call, expect, number, run_check, tensor, tiny_lm
+from .feedback import Feedback, Wrong, call, captured, expect, run_check, tensor, tiny_lm
 
 # Same number of (byte) tokens; they differ at positions 15-19, the country.
 BASE, SOURCE = "The capital of Spain is", "The capital of Italy is"
 COUNTRY = 16  # a position inside the country's tokens
 
 
-def residual(lm, prompt: str, site: str) -> torch.Tensor:
-    """The activation at ``site`` on one prompt, ``[seq, ...]``."""
-    with torch.no_grad(), capture(lm, site) as acts:
-        lm.model(**lm.encode(prompt))
-    return acts[site][0]
-
-
 def interchanged(lm, base: str, source: str, site: str, at) -> torch.Tensor:
     """Next-token probabilities ``[vocab]`` of ``base`` with ``source``'s activation at ``site``
     set at positions ``at`` (None: every position)."""
-    value = residual(lm, source, site)[None]
+    value = captured(lm, source, site)[None]
     with torch.no_grad(), patch(lm, {site: Set(value, at=at)}):
         return lm.next_token_probs(base)[0]
 
@@ -44,21 +37,21 @@ def _residual_at(student) -> str:
     lm = tiny_lm()
     last = lm.n_layers - 1
     for layer in (1, last):  # the last: Hugging Face's hidden_states[-1] is after the final norm
-        want = residual(lm, SOURCE, site_name(layer))
+        want = captured(lm, SOURCE, site_name(layer))
         got = tensor(call(student, lm, SOURCE, layer), "your residual stream", want.shape)
-        wrong = [(lambda: residual(lm, SOURCE, site_name(layer, "in")),
+        wrong = [(lambda: captured(lm, SOURCE, site_name(layer, "in")),
                   f"this is the residual stream entering block {layer} (site "
                   f"{site_name(layer, 'in')}, the output of block {layer - 1}); the hidden state at "
                   f"layer {layer} is the stream leaving block {layer}: site {site_name(layer)}"),
-                 (lambda: residual(lm, SOURCE, site_name(layer, "mlp")),
+                 (lambda: captured(lm, SOURCE, site_name(layer, "mlp")),
                   f"this is what the MLP of block {layer} wrote (site {site_name(layer, 'mlp')}); "
                   f"the residual stream leaving the block also holds its input and the attention "
                   f"output: site {site_name(layer)}"),
-                 (lambda: residual(lm, SOURCE, site_name(layer, "attn")),
+                 (lambda: captured(lm, SOURCE, site_name(layer, "attn")),
                   f"this is what the attention of block {layer} wrote (site "
                   f"{site_name(layer, 'attn')}); the residual stream is site {site_name(layer)}")]
         if layer == last:
-            wrong.append((lambda: residual(lm, SOURCE, "final_norm"),
+            wrong.append((lambda: captured(lm, SOURCE, "final_norm"),
                           f"at the last layer this is the stream after the final norm (Hugging "
                           f"Face's hidden_states[-1]); site {site_name(last)} is the block's "
                           f"output before it"))

@@ -7,18 +7,12 @@ from __future__ import annotations
 import torch
 
 from ..core.anatomy import residual_site, site_name
-from ..core.hooks import capture, patch
+from ..core.hooks import patch
 from ..core.interventions import Overlay, PatchContext, Set
 from ..selfie import InterpretationPrompt, hidden_states, insertion
-from .feedback import Feedback, call, expect, run_check, tensor, tiny_lm
+from .feedback import Feedback, call, captured, expect, run_check, tensor, tiny_lm
 
 PROMPT = "The Eiffel Tower is in Paris"
-
-
-def _state(lm, prompt: str, site: str, token: int) -> torch.Tensor:
-    with torch.no_grad(), capture(lm, site) as acts:
-        lm.model(**lm.encode(prompt))
-    return acts[site][0, token]
 
 
 # ---------------------------------------------------------------- 07.1
@@ -37,20 +31,20 @@ def _hidden_state(student) -> str:
         got = tensor(call(student, lm, PROMPT, layer, token), "your hidden state", (lm.d_model,))
         wrong = []
         if layer == -1:
-            wrong += [(lambda: _state(lm, PROMPT, site_name(last), token),
+            wrong += [(lambda: captured(lm, PROMPT, site_name(last))[token],
                        f"layer −1 is the token embeddings (site embed) in nbtoolkit's numbering, "
                        f"not the last layer (that is layer {last})"),
-                      (lambda: _state(lm, PROMPT, "final_norm", token),
+                      (lambda: captured(lm, PROMPT, "final_norm")[token],
                        "this is Hugging Face's hidden_states[-1], the last layer after the final "
                        "norm; nbtoolkit's layer −1 is the token embeddings (hidden_states[0], "
                        "site embed)")]
         else:
-            wrong.append((lambda: _state(lm, PROMPT, residual_site(layer - 1), token),
+            wrong.append((lambda: captured(lm, PROMPT, residual_site(layer - 1))[token],
                           f"this is layer {layer - 1}, the stream entering block {layer}: "
                           f"Hugging Face's hidden_states[{layer}]. nbtoolkit's layer {layer} is "
                           f"hidden_states[{layer + 1}], site {site_name(layer)}"))
         if layer == last:
-            wrong.append((lambda: _state(lm, PROMPT, "final_norm", token),
+            wrong.append((lambda: captured(lm, PROMPT, "final_norm")[token],
                           "this is after the final norm (Hugging Face's hidden_states[-1]); "
                           f"layer {last} is the last block's output, before it"))
         expect(got, want, wrong, f"your state at (layer {layer}, token {token}) differs from "
@@ -105,7 +99,7 @@ def _insert(student) -> str:
     ids = torch.tensor(lm.tokenizer(text, add_special_tokens=False)["input_ids"])
     positions = [i for i, c in enumerate(text) if c == "_"]  # one byte, one token
     interp = InterpretationPrompt(text, ids, positions)
-    vector = _state(lm, PROMPT, site_name(2), -1)
+    vector = captured(lm, PROMPT, site_name(2))[-1]
     vocab = len(lm.tokenizer)
 
     def probs(edits) -> torch.Tensor:
