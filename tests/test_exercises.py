@@ -475,7 +475,8 @@ def _levels(a, top, rounding=np.ceil, scale=10):
 
 def zero_over_zero(scores):
     positive = np.maximum(scores, 0)
-    return np.ceil(10 * positive / positive.max(0, keepdims=True))
+    with np.errstate(invalid="ignore"):
+        return np.ceil(10 * positive / positive.max(0, keepdims=True))
 
 
 def no_relu(scores): return np.ceil(10 * scores / np.abs(scores).max(0, keepdims=True))
@@ -505,7 +506,8 @@ def not_normalised_density(levels): return _density(levels, normalise=False)
 
 def nan_rows(levels):
     a = np.where(levels <= 7, 0, levels).astype(float)
-    s = a.sum(1) / (a ** 4).sum(1) ** 0.25
+    with np.errstate(invalid="ignore"):
+        s = a.sum(1) / (a ** 4).sum(1) ** 0.25
     return s / np.nanmax(s)
 
 

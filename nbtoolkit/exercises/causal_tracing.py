@@ -61,7 +61,7 @@ def _noise_level(student) -> str:
                              "square root), and the noise is 3σ"),
         (lambda: 3 * sigma ** 2, "3 × the variance: ROME's σ is the standard deviation, the "
                                  "square root of the variance"),
-        (lambda: 3 * float(lm.model.get_input_embeddings().weight.std()),
+        (lambda: 3 * float(lm.model.get_input_embeddings().weight.detach().std()),
          "you measured σ over the whole embedding matrix; ROME measures it over the embeddings "
          "of the subjects' tokens only"),
         (lambda: 3 * float(subject_rows.std(0).mean()),
