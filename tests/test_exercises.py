@@ -720,6 +720,7 @@ def students(tmp_path_factory) -> dict[str, nbformat.NotebookNode]:
     build = tmp_path_factory.mktemp("build")
     written = release(ROOT / "notebooks", build)
     assert (build / "classroom" / "gradebook.db").exists()
+    assert "c.Execute.timeout = 900" in (build / "classroom" / "nbgrader_config.py").read_text()
     return {path.stem: nbformat.read(path, as_version=4) for path in written}
 
 

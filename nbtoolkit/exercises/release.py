@@ -9,8 +9,9 @@ every solution by ``raise NotImplementedError()``, clears outputs, locks the che
 records them in a gradebook. We call nbgrader rather than strip the markers ourselves because it
 is also what grades the submissions (``nbgrader autograde``), from the same gradebook.
 
-Writes ``build/classroom/`` (an nbgrader course: ``source/``, ``release/``, ``gradebook.db``)
-and ``build/exercises/<notebook>.ipynb``, the student versions. Needs the ``dev`` extra (nbgrader).
+Writes ``build/classroom/`` (an nbgrader course: ``source/``, ``release/``, ``gradebook.db``,
+``nbgrader_config.py``) and ``build/exercises/<notebook>.ipynb``, the student versions. Needs the
+``dev`` extra (nbgrader).
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 COURSE_ID = "nbtoolkit"
+# Read by nbgrader commands run in the course folder (autograde runs each notebook top to bottom:
+# its longest cells take minutes on a CPU, nbgrader's default allows 30 s per cell).
+CONFIG = f"""c = get_config()
+c.CourseDirectory.course_id = "{COURSE_ID}"
+c.Execute.timeout = 900  # seconds per cell, as `make test` gives nbmake
+"""
 
 
 def is_solution(cell) -> bool:
@@ -53,6 +60,8 @@ def release(notebooks: Path, build: Path) -> list[Path]:
         raise ValueError(f"no notebook in {notebooks} has exercises (nbgrader solution cells)")
     course = build / "classroom"
     shutil.rmtree(course / "source", ignore_errors=True)  # a removed tutorial leaves no assignment
+    course.mkdir(parents=True, exist_ok=True)
+    (course / "nbgrader_config.py").write_text(CONFIG)
     for path in sources:
         folder = course / "source" / path.stem
         folder.mkdir(parents=True)
