@@ -724,6 +724,16 @@ def students(tmp_path_factory) -> dict[str, nbformat.NotebookNode]:
     return {path.stem: nbformat.read(path, as_version=4) for path in written}
 
 
+def test_make_exercises_wants_notebooks_with_exercises(tmp_path):
+    with pytest.raises(ValueError, match="is not a folder of notebooks"):
+        release(tmp_path / "missing", tmp_path / "build")
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")]),
+                   tmp_path / "plain.ipynb")
+    with pytest.raises(ValueError, match="has exercises"):
+        release(tmp_path, tmp_path / "build")
+    assert not (tmp_path / "build").exists()  # nothing half-written
+
+
 def solution_lines(source: str) -> list[str]:
     inside = source.split("### BEGIN SOLUTION")[1].split("### END SOLUTION")[0]
     return [line.strip() for line in inside.splitlines() if line.strip()]

@@ -47,17 +47,19 @@ def release(notebooks: Path, build: Path) -> list[Path]:
     ``build/exercises/`` through an nbgrader course in ``build/classroom/``; their paths."""
     import nbformat
 
+    notebooks, build = Path(notebooks), Path(build)
+    if not notebooks.is_dir():
+        raise ValueError(f"{notebooks} is not a folder of notebooks")
+    sources = sorted(path for path in notebooks.glob("*.ipynb")
+                     if any(map(is_solution, nbformat.read(path, as_version=4).cells)))
+    if not sources:
+        raise ValueError(f"no notebook in {notebooks} has exercises (nbgrader solution cells)")
     try:
         from nbgrader.apps import NbGraderAPI
         from traitlets.config import Config
     except ImportError as error:
         raise ImportError("make exercises needs nbgrader: pip install 'nbgrader>=0.9' (it is in "
                           "nbtoolkit's dev extra)") from error
-    notebooks, build = Path(notebooks), Path(build)
-    sources = sorted(path for path in notebooks.glob("*.ipynb")
-                     if any(map(is_solution, nbformat.read(path, as_version=4).cells)))
-    if not sources:
-        raise ValueError(f"no notebook in {notebooks} has exercises (nbgrader solution cells)")
     course = build / "classroom"
     shutil.rmtree(course / "source", ignore_errors=True)  # a removed tutorial leaves no assignment
     course.mkdir(parents=True, exist_ok=True)
