@@ -130,7 +130,7 @@ def test_an_error_in_the_students_code_is_feedback_naming_its_line():
     assert "ZeroDivisionError" in feedback.message and "line 3 of your function's cell" in feedback.message
 
 
-def test_under_nbgrader_a_check_that_did_not_pass_fails_its_grade_cell(monkeypatch):
+def test_under_nbgrader_a_check_fails_its_grade_cell_or_prints_its_verdict(monkeypatch, capsys):
     def stub(lm, prompt, layer):
         raise NotImplementedError()
 
@@ -139,6 +139,11 @@ def test_under_nbgrader_a_check_that_did_not_pass_fails_its_grade_cell(monkeypat
     monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
     with pytest.raises(ExerciseFailed, match="Not done yet"):
         check(stub)
+    with pytest.raises(ExerciseFailed, match="drop the batch axis"):
+        check(with_batch_axis)
+    # a displayed value would be read as a partial score: the verdict is printed instead
+    assert check(namespace_for("00", {"00.1": BY_NUMBER["00.1"].solution})["residual_at"]) is None
+    assert capsys.readouterr().out.startswith("✔ Correct (exercise 00.1)")
 
 
 # ---------------------------------------------------------------- anticipated wrong answers

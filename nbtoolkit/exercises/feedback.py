@@ -4,7 +4,9 @@ A check runs the student's function on small cases against nbtoolkit's own imple
 returns a :class:`Feedback`: *passed*, *not done yet* (the untouched stub raised
 ``NotImplementedError``) or *failed*, saying what differs in the method's own words. While
 nbgrader autogrades or validates a notebook it sets ``NBGRADER_EXECUTION``; a check that did not
-pass then raises :class:`ExerciseFailed` with the same message, so its grade cell scores 0.
+pass then raises :class:`ExerciseFailed` with the same message, so its grade cell scores 0, and a
+check that passed prints its message and returns None (nbgrader would read a displayed value as
+a partial score).
 
 Inside a check: :func:`call` runs the student's function (its errors become feedback, not a
 traceback), :func:`tensor` / :func:`number` read its answer and check the shape, and
@@ -57,7 +59,7 @@ class ExerciseFailed(AssertionError):
     """A check that did not pass while nbgrader grades (the message is the feedback)."""
 
 
-def run_check(exercise: str, student: Callable, check: Callable[[Callable], str]) -> Feedback:
+def run_check(exercise: str, student: Callable, check: Callable[[Callable], str]) -> Feedback | None:
     """Run ``check(student)`` (returns the success message or raises :class:`Wrong`) on one
     thread, leaving the global random state as it was, so a tutorial's later numbers do not move."""
     if not callable(student):
@@ -70,8 +72,11 @@ def run_check(exercise: str, student: Callable, check: Callable[[Callable], str]
             feedback = Feedback(exercise, NOT_DONE, STUB_HINT)
         except Wrong as wrong:
             feedback = Feedback(exercise, FAILED, str(wrong))
-    if not feedback.passed and os.environ.get("NBGRADER_EXECUTION"):
-        raise ExerciseFailed(str(feedback))
+    if os.environ.get("NBGRADER_EXECUTION"):
+        if not feedback.passed:
+            raise ExerciseFailed(str(feedback))
+        print(feedback)
+        return None
     return feedback
 
 
