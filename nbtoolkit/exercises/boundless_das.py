@@ -26,7 +26,7 @@ def _grid() -> tuple[dict, dict]:
     return base, source
 
 
-def check_left_boundary_label(left_boundary_label) -> Feedback:
+def check_left_boundary_label(left_boundary_label) -> Feedback | None:
     """Exercise 04.1: ``left_boundary_label(base, source)`` is the answer (True = "Yes") on the
     base when the left boundary LB = (Z ≥ X) takes its value on the source; ``base`` and
     ``source`` are ``{"X", "Y", "Z": [n]}`` in cents."""
@@ -71,7 +71,7 @@ def _mask(d: int, boundary: float, temperature: float) -> torch.Tensor:
     return subspace.masks()[0].detach()
 
 
-def check_boundary_mask(boundary_mask) -> Feedback:
+def check_boundary_mask(boundary_mask) -> Feedback | None:
     """Exercise 04.2: ``boundary_mask(d, boundary, temperature)`` is Boundless DAS's soft mask
     over rotated coordinates, ``[d]``: m_i = σ((i + ½)/τ) · σ((b·d − i − ½)/τ)."""
     return run_check("04.2", boundary_mask, _boundary_mask)
@@ -108,7 +108,7 @@ def _boundary_mask(student) -> str:
 
 # ---------------------------------------------------------------- 04.3
 
-def check_boundless_interchange(boundless_interchange) -> Feedback:
+def check_boundless_interchange(boundless_interchange) -> Feedback | None:
     """Exercise 04.3: ``boundless_interchange(base, source, R, mask)``: rotate both (x @ R),
     mix each rotated coordinate as (1 − m)·base + m·source, rotate back (@ Rᵀ)."""
     return run_check("04.3", boundless_interchange, _boundless_interchange)

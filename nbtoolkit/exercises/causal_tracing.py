@@ -29,7 +29,7 @@ def _embeddings(lm, text: str) -> torch.Tensor:
 
 # ---------------------------------------------------------------- 02.1
 
-def check_noise_level(noise_level_fn) -> Feedback:
+def check_noise_level(noise_level_fn) -> Feedback | None:
     """Exercise 02.1: ``noise_level(lm, subjects)`` is ROME's noise std, 3σ of the subject
     tokens' embeddings."""
     return run_check("02.1", noise_level_fn, _noise_level)
@@ -105,7 +105,7 @@ def _answer_prob(lm, ids, answer_id: int, rows: int, interventions: dict) -> flo
     return float(logits.softmax(-1)[:, answer_id].mean())
 
 
-def check_corrupted_score(corrupted_score) -> Feedback:
+def check_corrupted_score(corrupted_score) -> Feedback | None:
     """Exercise 02.2: ``corrupted_score(lm, prompt, subject_range, noise, answer_id)`` is
     p(answer) averaged over the subject-corrupted copies of the prompt."""
     return run_check("02.2", corrupted_score, _corrupted_score)
@@ -141,7 +141,7 @@ def _corrupted_score(student) -> str:
 
 # ---------------------------------------------------------------- 02.3
 
-def check_restored_score(restored_score) -> Feedback:
+def check_restored_score(restored_score) -> Feedback | None:
     """Exercise 02.3: ``restored_score(lm, prompt, subject_range, noise, answer_id, token,
     layer)`` is p(answer) with the clean hidden state at (token, layer) restored in the
     corrupted copies: one cell of ROME's heatmap."""

@@ -42,7 +42,7 @@ def _pair_answer(value, what: str, shape) -> torch.Tensor:
 
 # ---------------------------------------------------------------- 05.1
 
-def check_normalize(normalize) -> Feedback:
+def check_normalize(normalize) -> Feedback | None:
     """Exercise 05.1: ``normalize(x_pos, x_neg)`` returns ``(x_pos − μ⁺, x_neg − μ⁻)``, each
     class centred on its own mean over the examples."""
     return run_check("05.1", normalize, _normalize)
@@ -78,7 +78,7 @@ def _normalize(student) -> str:
 
 # ---------------------------------------------------------------- 05.2
 
-def check_ccs_loss(ccs_loss_fn) -> Feedback:
+def check_ccs_loss(ccs_loss_fn) -> Feedback | None:
     """Exercise 05.2: ``ccs_loss(p_pos, p_neg)`` is the mean over pairs of
     [p⁺ − (1 − p⁻)]² + min(p⁺, p⁻)²."""
     return run_check("05.2", ccs_loss_fn, _ccs_loss)
@@ -114,7 +114,7 @@ def _ccs_loss(student) -> str:
 
 # ---------------------------------------------------------------- 05.3
 
-def check_fit_ccs(fit_ccs) -> Feedback:
+def check_fit_ccs(fit_ccs) -> Feedback | None:
     """Exercise 05.3: ``fit_ccs(x_pos, x_neg)`` returns ``(theta [d], bias)`` of a CCS probe
     p(x) = σ(θ·x̃ + b) on states normalised with the training pairs' class means."""
     return run_check("05.3", fit_ccs, _fit_ccs)

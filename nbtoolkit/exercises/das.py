@@ -19,7 +19,7 @@ def _pair(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 # ---------------------------------------------------------------- 03.1
 
-def check_neuron_interchange(neuron_interchange) -> Feedback:
+def check_neuron_interchange(neuron_interchange) -> Feedback | None:
     """Exercise 03.1: ``neuron_interchange(base, source, dims)``: ``base`` ``[n, d]`` with the
     neurons ``dims`` taken from ``source``."""
     return run_check("03.1", neuron_interchange, _neuron_interchange)
@@ -56,7 +56,7 @@ def _neuron_interchange(student) -> str:
 
 # ---------------------------------------------------------------- 03.2
 
-def check_rotated_interchange(rotated_interchange) -> Feedback:
+def check_rotated_interchange(rotated_interchange) -> Feedback | None:
     """Exercise 03.2: ``rotated_interchange(base, source, R, k, block)``: rotate (x @ R), take
     rotated coordinates [block·k, block·k + k) from the source, rotate back (@ Rᵀ)."""
     return run_check("03.2", rotated_interchange, _rotated_interchange)
@@ -102,7 +102,7 @@ def _rotated_interchange(student) -> str:
 
 # ---------------------------------------------------------------- 03.3
 
-def check_interchange_accuracy(interchange_accuracy) -> Feedback:
+def check_interchange_accuracy(interchange_accuracy) -> Feedback | None:
     """Exercise 03.3: ``interchange_accuracy(net, rotation, site, pairs, variable)`` is the
     IIA of ``rotation`` at ``site`` for one causal variable."""
     return run_check("03.3", interchange_accuracy, _interchange_accuracy)

@@ -27,7 +27,7 @@ def interchanged(lm, base: str, source: str, site: str, at) -> torch.Tensor:
 
 # ---------------------------------------------------------------- 00.1
 
-def check_residual_at(residual_at) -> Feedback:
+def check_residual_at(residual_at) -> Feedback | None:
     """Exercise 00.1: ``residual_at(lm, prompt, layer)`` is the residual stream leaving block
     ``layer``, ``[seq, d_model]``."""
     return run_check("00.1", residual_at, _residual_at)
@@ -63,7 +63,7 @@ def _residual_at(student) -> str:
 
 # ---------------------------------------------------------------- 00.2
 
-def check_interchange(interchange) -> Feedback:
+def check_interchange(interchange) -> Feedback | None:
     """Exercise 00.2: ``interchange(lm, base, source, layer, position)`` gives the next-token
     probabilities ``[vocab]`` of ``base`` with ``source``'s residual stream at (layer, position)."""
     return run_check("00.2", interchange, _interchange)
@@ -103,7 +103,7 @@ def _interchange(student) -> str:
 
 # ---------------------------------------------------------------- 00.3
 
-def check_interchange_row(interchange_row) -> Feedback:
+def check_interchange_row(interchange_row) -> Feedback | None:
     """Exercise 00.3: ``interchange_row(lm, base, source, layer, metric)`` gives the metric after
     patching each position of one layer, ``[n_tokens]``, from one batched forward."""
     return run_check("00.3", interchange_row, _interchange_row)

@@ -21,7 +21,7 @@ def _has_nan(value) -> bool:
 
 # ---------------------------------------------------------------- 06.1
 
-def check_quantize(quantize) -> Feedback:
+def check_quantize(quantize) -> Feedback | None:
     """Exercise 06.1: ``quantize(scores)`` turns attribution scores ``[prompt tokens, response
     tokens]`` into levels 0…10: ReLU, divide each column by its max, ceil(10 × value)."""
     return run_check("06.1", quantize, _quantize)
@@ -63,7 +63,7 @@ def _quantize(student) -> str:
 
 # ---------------------------------------------------------------- 06.2
 
-def check_importance_density(importance_density_fn) -> Feedback:
+def check_importance_density(importance_density_fn) -> Feedback | None:
     """Exercise 06.2: ``importance_density(levels)`` gives each prompt token S_n = ‖I′_n‖₁ /
     ‖I′_n‖₄ over the response tokens, levels ≤ 7 dropped, divided by the max over n: ``[n]``."""
     return run_check("06.2", importance_density_fn, _importance_density)
@@ -121,7 +121,7 @@ def _gradient_x_input(lm, ids: list[int], n_prompt: int, objective: str, reduce:
     return torch.stack(columns, 1)
 
 
-def check_attribution(attribution) -> Feedback:
+def check_attribution(attribution) -> Feedback | None:
     """Exercise 06.3: ``attribution(lm, prompt_ids, response_ids)`` is I[n, m] = Σ_d ∂p(y_m |
     prefix)/∂E[x_n]_d · E[x_n]_d, ``[prompt tokens, response tokens]``."""
     return run_check("06.3", attribution, _attribution)

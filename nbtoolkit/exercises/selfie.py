@@ -17,7 +17,7 @@ PROMPT = "The Eiffel Tower is in Paris"
 
 # ---------------------------------------------------------------- 07.1
 
-def check_hidden_state(hidden_state) -> Feedback:
+def check_hidden_state(hidden_state) -> Feedback | None:
     """Exercise 07.1: ``hidden_state(lm, prompt, layer, token)`` is the hidden state ``[d_model]``
     at (layer, token) in nbtoolkit's numbering: layer ℓ leaves block ℓ, layer −1 = embeddings."""
     return run_check("07.1", hidden_state, _hidden_state)
@@ -55,7 +55,7 @@ def _hidden_state(student) -> str:
 
 # ---------------------------------------------------------------- 07.2
 
-def check_overlay(overlay) -> Feedback:
+def check_overlay(overlay) -> Feedback | None:
     """Exercise 07.2: ``overlay(h, v, strength, mode)``: ``"normalized"`` gives s·v + (1 − s)·h,
     ``"addition"`` gives h + s·v (h ``[n, d]``, v ``[d]``)."""
     return run_check("07.2", overlay, _overlay)
@@ -86,7 +86,7 @@ def _overlay(student) -> str:
 
 # ---------------------------------------------------------------- 07.3
 
-def check_insert(insert) -> Feedback:
+def check_insert(insert) -> Feedback | None:
     """Exercise 07.3: ``insert(lm, input_ids, positions, vector, insert_layer)`` gives the
     next-token probabilities ``[vocab]`` of the interpretation prompt with ``vector`` written
     over every placeholder position of the stream entering block ``insert_layer``."""
