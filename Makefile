@@ -14,7 +14,7 @@ NOTEBOOK_ENV := MPLBACKEND=module://matplotlib_inline.backend_inline
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup tutorials test lab bench clean
+.PHONY: setup tutorials exercises test lab bench clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,11 @@ $(STAMP): pyproject.toml Makefile
 
 tutorials: setup
 	$(NOTEBOOK_ENV) $(BIN)/python -m nbtoolkit.tutorials notebooks build
+
+# Student notebooks (solutions removed by nbgrader) in build/exercises/, and an nbgrader course
+# in build/classroom/ for autograding: notebooks/README.md.
+exercises: setup
+	$(BIN)/python -m nbtoolkit.exercises.release notebooks build
 
 test: setup
 	$(TEST_ENV) $(BIN)/python -m pytest -q tests
