@@ -589,6 +589,39 @@ def added(lm, ids, positions, v, k): return _inserted(lm, ids, nb.site_name(k, "
 def nothing_inserted(lm, ids, positions, v, k): return _inserted(lm, ids, None, None)
 
 
+# 08.1 supervised_loss(states, token, target)
+def every_token(states, token, target): return ((states - target) ** 2).mean()
+def summed_error(states, token, target): return ((states[token] - target) ** 2).sum()
+def distance(states, token, target): return (states[token] - target).norm()
+def last_token(states, token, target): return ((states[-1] - target) ** 2).mean()
+def detached_loss(states, token, target): return ((states[token] - target) ** 2).mean().detach()
+
+
+# 08.2 reinforcement_loss(states, rewards)
+def _dot(a, b): return (a * b).sum(-1)
+def no_stop_gradient(h, r): return -(r * _dot(h, h) / _dot(h, h)).mean()
+def numerator_unstopped(h, r): return -(r * _dot(h, h) / _dot(h, h).detach()).mean()
+def sign_flipped(h, r): return (r * _dot(h, h.detach()) / _dot(h, h).detach()).mean()
+def summed_rewards(h, r): return -(r * _dot(h, h.detach()) / _dot(h, h).detach()).sum()
+def unnormalised(h, r): return -(r * _dot(h, h.detach())).mean()
+
+
+# 08.3 block_state(lm, entering, layer)
+def _blocks(lm, entering, start, end, grad=True):
+    from nbtoolkit.core.blocks import body, run_blocks
+
+    site = nb.site_name(end - 1)
+    with torch.enable_grad(), nb.capture(lm, site, grad=grad) as acts, run_blocks(lm, start, end):
+        body(lm)(inputs_embeds=entering, use_cache=False)
+    return acts[site][0]
+
+
+def entering_returned(lm, entering, layer): return entering[0]
+def from_block_zero(lm, entering, layer): return _blocks(lm, entering, 0, layer + 1)
+def next_block(lm, entering, layer): return _blocks(lm, entering, layer, layer + 2)
+def without_gradient(lm, entering, layer): return _blocks(lm, entering, layer, layer + 1, grad=False)
+
+
 WRONG = [  # (exercise, wrong answer, what the feedback must say)
     ("00.1", entering_block, "entering block 1 (site layer.1.in"),
     ("00.1", mlp_output, "what the MLP of block 1 wrote"),
@@ -698,6 +731,20 @@ WRONG = [  # (exercise, wrong answer, what the feedback must say)
     ("07.3", whole_prompt, "every position of the prompt"),
     ("07.3", added, "you added v to the placeholders' states"),
     ("07.3", nothing_inserted, "nothing was inserted"),
+    ("08.1", every_token, "you averaged over every token"),
+    ("08.1", summed_error, "not sum"),
+    ("08.1", distance, "not the distance"),
+    ("08.1", last_token, "you used the last token's state"),
+    ("08.1", detached_loss, "carries no gradient"),
+    ("08.2", no_stop_gradient, "its gradient is zero and nothing is learned"),
+    ("08.2", numerator_unstopped, "with h·h its gradient doubles"),
+    ("08.2", sign_flipped, "the sign"),
+    ("08.2", summed_rewards, "average over the states"),
+    ("08.2", unnormalised, "divide by ‖sg(h)‖²"),
+    ("08.3", entering_returned, "you returned the stream entering block"),
+    ("08.3", from_block_zero, "run block 1 alone"),
+    ("08.3", next_block, "this is the output of block 2"),
+    ("08.3", without_gradient, "carry no gradient"),
 ]
 
 

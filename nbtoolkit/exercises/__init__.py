@@ -10,6 +10,7 @@ boundless_das       04: the counterfactual label, the boundary mask, the boundle
 ccs                 05: per-class normalisation, the CCS loss, training a CCS probe
 instruction_shift   06: quantised attribution, importance density, gradient × input attribution
 selfie              07: a hidden state by layer number, the overlay, the insertion
+selfie_control      08: the supervised loss, the reinforcement loss, one block's state from its input
 feedback            Feedback, the check runner and comparison helpers
 release             make exercises: student notebooks with nbgrader (solutions removed)
 
