@@ -188,20 +188,22 @@ def _load_pretrained(source, options: dict, device, head, name=None) -> LM:
             f"provide it (offline? HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', 'unset')})."
         ) from error
     head = pick_head(config, head)
-    if device is not None and device.type == "cuda" and "device_map" not in options \
-            and _weight_bytes(config, head, options["dtype"]) > _free_gpu_bytes(device):
-        options, device = dict(options, device_map="auto"), None  # larger than one GPU: spread it
+    if "device_map" not in options and larger_than_gpu(config, head, options["dtype"], device):
+        options, device = dict(options, device_map="auto"), None
     model = auto_class(head).from_pretrained(str(source), **options)
     return _finish(model, tokenizer, name or source, device)
 
 
-def _weight_bytes(config, head: str, dtype: torch.dtype) -> int:
-    """The size of a model's weights in ``dtype``, counted from its config (no weights loaded)."""
+def larger_than_gpu(config, head: str, dtype: torch.dtype, device: torch.device | None) -> bool:
+    """Whether a model's weights in ``dtype`` (counted from its config, no weights loaded)
+    exceed the free memory of the CUDA ``device``; then it is spread with ``device_map="auto"``."""
+    if device is None or device.type != "cuda":
+        return False
     from accelerate import init_empty_weights
 
     with init_empty_weights():
         model = auto_class(head).from_config(config)
-    return sum(p.numel() for p in model.parameters()) * dtype.itemsize
+    return sum(p.numel() for p in model.parameters()) * dtype.itemsize > _free_gpu_bytes(device)
 
 
 def _free_gpu_bytes(device: torch.device) -> int:
