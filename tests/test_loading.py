@@ -114,6 +114,14 @@ def spawn(cache, code: str, **fake) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def wait_for_build(process: subprocess.Popen, cache: Path) -> None:
+    """Until ``process`` is inside its build (holding the lock, weights half-written)."""
+    deadline = time.monotonic() + 120
+    while not list(cache.glob(f".{FAKE}-build-*/model.safetensors")):
+        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        time.sleep(0.05)
+
+
 def snapshot(folder: Path) -> dict:
     """Every file's mtime and content, to prove that nothing was touched."""
     return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(folder.iterdir())}
@@ -223,10 +231,7 @@ def test_stale_build_folders_are_removed(fake_cache):
 def test_a_build_killed_midway_leaves_nothing_behind(tmp_path, monkeypatch):
     cache, log = tmp_path / "cache", tmp_path / "builds.log"
     process = spawn(cache, f"load_model({FAKE!r})", log=str(log), sleep=120)
-    deadline = time.monotonic() + 120
-    while not list(cache.glob(f".{FAKE}-build-*/model.safetensors")):
-        assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-        time.sleep(0.1)
+    wait_for_build(process, cache)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert leftovers(cache) and not (cache / FAKE).exists()  # killed mid-build
@@ -236,15 +241,14 @@ def test_a_build_killed_midway_leaves_nothing_behind(tmp_path, monkeypatch):
     assert not leftovers(cache) and builds(log) == 2 and models.verify_cache(cache / FAKE)
 
 
-def test_two_processes_building_one_cache(tmp_path):
+def test_two_processes_building_one_cache(tmp_path, monkeypatch):
     cache, log = tmp_path / "cache", tmp_path / "builds.log"
-    code = (f"lm = load_model({FAKE!r}); "
-            f"print(lm.next_token_probs('Hello').sum().item(), lm.n_layers)")
-    processes = [spawn(cache, code, log=str(log), sleep=1.0) for _ in range(2)]
-    results = [p.communicate(timeout=300) for p in processes]
-    for process, (out, err) in zip(processes, results):
-        assert process.returncode == 0, err
-        assert out.split()[-1] == "2"
+    process = spawn(cache, f"print(load_model({FAKE!r}).n_layers)", log=str(log), sleep=3)
+    wait_for_build(process, cache)
+    install_fake(monkeypatch, cache, log=log)
+    assert load_model(FAKE).n_layers == 2  # waits for the other process's build, then reads it
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0 and out.split() == ["2"], err
     assert builds(log) == 1 and not leftovers(cache) and models.verify_cache(cache / FAKE)
 
 
