@@ -70,7 +70,7 @@ def test_corrupt_cache_entry_is_rebuilt(default_lm, tmp_path, monkeypatch):
     assert models.verify_cache(tmp_path / "smollm2-135m-instruct")
     torch.testing.assert_close(lm.next_token_probs("The capital of France is"),
                                default_lm.next_token_probs("The capital of France is"))
-    assert not list(tmp_path.glob(".smollm2*")), "temporary build folders are cleaned up"
+    assert not list(tmp_path.glob(".smollm2-135m-instruct-*")), "temporary build folders are cleaned up"
 
 
 # ---------------------------------------------------------------- the embedded-model cache
@@ -89,7 +89,7 @@ def install_fake(patch, cache, *, log=None, sleep=0.0, packaged=True, hub="no-su
         package="tiny-embedded-pkg", install="pip install tiny-embedded-pkg", module="no_such_module",
         file="tiny.gguf", hub=str(hub), gated=False, about="a tiny llama for tests"))
 
-    def build(name, folder):
+    def build(gguf, folder):
         if log:
             with open(log, "a") as f:
                 f.write(f"{os.getpid()}\n")
@@ -243,7 +243,7 @@ def test_a_build_killed_midway_leaves_nothing_behind(tmp_path, monkeypatch):
 
 def test_two_processes_building_one_cache(tmp_path, monkeypatch):
     cache, log = tmp_path / "cache", tmp_path / "builds.log"
-    process = spawn(cache, f"print(load_model({FAKE!r}).n_layers)", log=str(log), sleep=3)
+    process = spawn(cache, f"print(load_model({FAKE!r}).n_layers)", log=str(log), sleep=2)
     wait_for_build(process, cache)
     install_fake(monkeypatch, cache, log=log)
     assert load_model(FAKE).n_layers == 2  # waits for the other process's build, then reads it

