@@ -168,6 +168,10 @@ def test_without_the_package_a_valid_cache_is_used_and_an_invalid_one_kept(fake_
     cache, log = fake_cache
     monkeypatch.setattr(models, "_find_gguf", lambda name: None)
     assert load_model(FAKE).n_layers == 2  # the cache needs no package
+    before = snapshot(cache / FAKE)
+    with pytest.raises(ValueError, match="'cdua'"):
+        load_model(FAKE, device="cdua")  # a user error with no package: the entry stays
+    assert snapshot(cache / FAKE) == before
     config = cache / FAKE / "config.json"
     config.write_text(config.read_text().replace('"num_hidden_layers": 2', '"num_hidden_layers": 3'))
     before = snapshot(cache / FAKE)
