@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -44,11 +45,17 @@ def load_reporter(path: str | Path) -> Reporter:
     from safetensors.torch import load_file
 
     path = Path(path)
+    for suffix in (".json", ".safetensors"):
+        if not path.with_suffix(suffix).is_file():
+            raise FileNotFoundError(f"no reporter at {path}: {path.with_suffix(suffix)} is missing")
     meta = json.loads(path.with_suffix(".json").read_text())
+    if not isinstance(meta, dict) or not isinstance(meta.get("fitted"), dict):
+        raise ValueError(f"{path}: not a reporter file (no 'fitted' numbers)")
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: reporter file format {meta.get('format', 1)}, this nbtoolkit "
                          f"reads format {FORMAT}; re-run the elicitation to refit it")
     tensors = load_file(str(path.with_suffix(".safetensors")))
+    _check_fitted_values(path, meta["fitted"], tensors)
     r = make_reporter(meta["kind"], **meta["params"])
     for name, value in list(meta["fitted"].items()) + list(tensors.items()):
         if name.startswith("norm."):
@@ -59,3 +66,22 @@ def load_reporter(path: str | Path) -> Reporter:
     if "norm.mean_pos" in tensors:
         r.normalizer_ = PairNormalizer.from_state(r.scale, tensors)
     return r
+
+
+def _check_fitted_values(path: Path, fitted: dict, tensors: dict[str, torch.Tensor]) -> None:
+    """``ValueError`` for a file no fit could have written: a NaN or infinite number, no
+    direction (``coef_``), or feature vectors of different widths."""
+    if "coef_" not in fitted and "coef_" not in tensors:
+        raise ValueError(f"{path}: no fitted direction 'coef_'; not a fitted reporter")
+    numbers = [(k, float(v)) for k, v in fitted.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    numbers += [(k, float(x)) for k, v in fitted.items() if isinstance(v, list) for x in v
+                if isinstance(x, (int, float))]
+    bad = [k for k, v in numbers if not math.isfinite(v)]
+    bad += [k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise ValueError(f"{path}: NaN or infinite fitted values in {sorted(set(bad))}")
+    widths = {k: t.shape[-1] for k, t in tensors.items() if t.dim() and t.shape[-1] != 1}
+    if len(set(widths.values())) > 1:
+        raise ValueError(f"{path}: fitted vectors of different widths {widths}; the file is "
+                         f"corrupt or was edited")
