@@ -60,7 +60,7 @@ def load_reporter(path: str | Path) -> Reporter:
     for name, value in list(meta["fitted"].items()) + list(tensors.items()):
         if name.startswith("norm."):
             continue
-        if not (name.isidentifier() and name.endswith("_")):
+        if not (name.isidentifier() and name.endswith("_")) or name.startswith("_"):
             raise ValueError(f"{path}: {name!r} is not a fitted attribute name")
         setattr(r, name, value)
     if "norm.mean_pos" in tensors:
