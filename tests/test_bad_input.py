@@ -6,11 +6,9 @@ Tiny models only, except the subject-span test, which reads the default model's 
 
 import json
 import math
+import multiprocessing
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -669,23 +667,20 @@ def test_rerun_replaces_the_whole_run_folder(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temporary folders
 
 
-KILLED_WRITER = textwrap.dedent("""
-    import sys, time
-    from pathlib import Path
-    sys.path[:0] = [{tests!r}, {root!r}]
-    from nbtoolkit import probes
-    from nbtoolkit.ccs import runs
-    import test_bad_input as t
+def _write_then_hang(folder: Path, flag: Path, when: str) -> None:
+    """The killed writer (a forked child): announces ``when`` in ``flag``, then hangs."""
     save = probes.save_reporter
-    def slow(rep, path):  # announce the first reporter, then hang until killed
+
+    def slow(rep, path):  # the first reporter is written, the run is not yet published
         save(rep, path)
-        Path({flag!r}).write_text("writing")
+        flag.write_text("writing")
         time.sleep(60)
-    probes.save_reporter = slow if {hang!r} == "writing" else save
-    runs.write_run(t._elicitation(templates=(0,), layers=(0,)), Path({folder!r}))
-    Path({flag!r}).write_text("published")
+
+    if when == "writing":
+        probes.save_reporter = slow
+    runs.write_run(_elicitation(templates=(0,), layers=(0,)), folder)
+    flag.write_text("published")
     time.sleep(60)
-""")
 
 
 @pytest.mark.parametrize("when", ["writing", "published"])
@@ -695,19 +690,18 @@ def test_killed_run_leaves_the_old_or_the_new_complete_run(tmp_path, when):
     write removes what the killed one left behind."""
     folder = runs.write_run(_elicitation(templates=(0, 1), layers=(0, 1)), tmp_path / "run")
     flag = tmp_path / "flag"
-    code = KILLED_WRITER.format(tests=str(Path(__file__).parent),
-                                root=str(Path(__file__).parent.parent), flag=str(flag),
-                                folder=str(folder), hang=when)
-    process = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ))
+    child = multiprocessing.get_context("fork").Process(target=_write_then_hang,
+                                                        args=(folder, flag, when))
+    child.start()
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 60
         while not (flag.exists() and flag.read_text() == when):
-            assert process.poll() is None, "the writer died before the kill"
+            assert child.is_alive(), "the writer died before the kill"
             assert time.monotonic() < deadline, "the writer never got there"
-            time.sleep(0.05)
+            time.sleep(0.02)
     finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        os.kill(child.pid, signal.SIGKILL)
+        child.join()
     expected = {(0, "lr"), (1, "lr")} if when == "writing" else {(0, "lr")}
     assert set(runs.load_run_reporters(folder)) == expected
     runs.write_run(_elicitation(), folder)
