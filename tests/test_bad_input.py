@@ -41,6 +41,13 @@ def _forward(lm, prompts=("abcdef", "abcdef")):
         return lm.model(**lm.encode(list(prompts))).logits
 
 
+def _raises(call, error, fragment: str, *args):
+    """``call(*args)`` raises exactly ``error`` (or a subclass) with ``fragment`` in its message."""
+    with pytest.raises(error) as caught:
+        call(*args)
+    assert fragment in str(caught.value), str(caught.value)
+
+
 # ------------------------------------------------------------ interventions, at construction
 
 BAD_INTERVENTIONS = {
@@ -87,10 +94,7 @@ BAD_INTERVENTIONS = {
 
 @pytest.mark.parametrize("name", BAD_INTERVENTIONS)
 def test_bad_intervention_is_refused_when_built(name):
-    make, error, fragment = BAD_INTERVENTIONS[name]
-    with pytest.raises(error) as caught:
-        make()
-    assert fragment in str(caught.value), str(caught.value)
+    _raises(*BAD_INTERVENTIONS[name])
 
 
 # ------------------------------------------------------------ interventions, during a forward
@@ -139,10 +143,11 @@ BAD_PATCHES = {
 def test_bad_patch_fails_in_the_forward_and_leaves_no_hooks(lm, name):
     make, error, fragment = BAD_PATCHES[name]
     before = hook_count(lm.model)
-    with pytest.raises(error) as caught:
+
+    def run():
         with patch(lm, {"layer.0": make()}):
             _forward(lm)
-    assert fragment in str(caught.value), str(caught.value)
+    _raises(run, error, fragment)
     assert hook_count(lm.model) == before
 
 
@@ -187,10 +192,11 @@ BAD_CONTEXTS = {
 def test_bad_context_fails_before_registering(lm, name):
     make, error, fragment = BAD_CONTEXTS[name]
     before = hook_count(lm.model)
-    with pytest.raises(error) as caught:
+
+    def enter():
         with make(lm):
             pass
-    assert fragment in str(caught.value), str(caught.value)
+    _raises(enter, error, fragment)
     assert hook_count(lm.model) == before
 
 
@@ -231,11 +237,8 @@ BAD_LM_CALLS = {
 
 @pytest.mark.parametrize("name", BAD_LM_CALLS)
 def test_bad_lm_call(lm, name):
-    call, error, fragment = BAD_LM_CALLS[name]
     before = hook_count(lm.model)
-    with pytest.raises(error) as caught:
-        call(lm)
-    assert fragment in str(caught.value), str(caught.value)
+    _raises(*BAD_LM_CALLS[name], lm)
     assert hook_count(lm.model) == before
 
 
@@ -267,9 +270,8 @@ def test_bad_trace(lm, name):
     options, error, fragment = BAD_TRACES[name]
     args = dict(prompt=PROMPT, subject="Eiffel Tower", samples=2, kind="hidden") | options
     before = hook_count(lm.model)
-    with pytest.raises(error) as caught:
-        causal_trace(lm, args.pop("prompt"), args.pop("subject"), **args)
-    assert fragment in str(caught.value), str(caught.value)
+    _raises(lambda: causal_trace(lm, args.pop("prompt"), args.pop("subject"), **args), error,
+            fragment)
     assert hook_count(lm.model) == before and not lm.model.training
 
 
@@ -288,18 +290,23 @@ def saved_reporter(tmp_path_factory):
     return path
 
 
-def _edit_reporter(path: Path, edit) -> Path:
-    """A copy of the saved reporter, edited by ``edit(meta, tensors)``."""
+def _edited_copy(json_file: Path, tensor_file: Path, out: Path, edit) -> None:
+    """Write the saved pair (JSON, safetensors) to ``out`` (a folder) under the same names,
+    edited by ``edit(meta, tensors)``."""
     from safetensors.torch import load_file, save_file
 
-    out = path.parent / f"edited_{len(list(path.parent.iterdir()))}" / "layer_0"
-    out.parent.mkdir()
-    meta = json.loads(path.with_suffix(".json").read_text())
-    tensors = load_file(str(path.with_suffix(".safetensors")))
+    out.mkdir()
+    meta, tensors = json.loads(json_file.read_text()), load_file(str(tensor_file))
     edit(meta, tensors)
-    out.with_suffix(".json").write_text(json.dumps(meta))
-    save_file(tensors, str(out.with_suffix(".safetensors")))
-    return out
+    (out / json_file.name).write_text(json.dumps(meta))
+    save_file(tensors, str(out / tensor_file.name))
+
+
+def _edit_reporter(path: Path, edit) -> Path:
+    """A copy of the saved reporter, edited by ``edit(meta, tensors)``."""
+    out = path.parent / f"edited_{len(list(path.parent.iterdir()))}"
+    _edited_copy(path.with_suffix(".json"), path.with_suffix(".safetensors"), out, edit)
+    return out / path.name
 
 
 def _set(mapping, key, value):
@@ -328,10 +335,7 @@ BAD_REPORTER_FILES = {
 @pytest.mark.parametrize("name", BAD_REPORTER_FILES)
 def test_bad_reporter_file_is_refused(saved_reporter, name):
     edit, error, fragment = BAD_REPORTER_FILES[name]
-    path = _edit_reporter(saved_reporter, edit)
-    with pytest.raises(error) as caught:
-        probes.load_reporter(path)
-    assert fragment in str(caught.value), str(caught.value)
+    _raises(probes.load_reporter, error, fragment, _edit_reporter(saved_reporter, edit))
 
 
 def test_missing_reporter_file(saved_reporter, tmp_path):
@@ -357,10 +361,7 @@ BAD_PROBE_CALLS = {
 
 @pytest.mark.parametrize("name", BAD_PROBE_CALLS)
 def test_bad_probe_call(saved_reporter, name):
-    call, error, fragment = BAD_PROBE_CALLS[name]
-    with pytest.raises(error) as caught:
-        call(probes.load_reporter(saved_reporter))
-    assert fragment in str(caught.value), str(caught.value)
+    _raises(*BAD_PROBE_CALLS[name], probes.load_reporter(saved_reporter))
 
 
 # ------------------------------------------------------------ rotations (DAS)
@@ -377,10 +378,7 @@ BAD_SUBSPACES = {
 
 @pytest.mark.parametrize("name", BAD_SUBSPACES)
 def test_bad_subspace(name):
-    make, error, fragment = BAD_SUBSPACES[name]
-    with pytest.raises(error) as caught:
-        make()
-    assert fragment in str(caught.value), str(caught.value)
+    _raises(*BAD_SUBSPACES[name])
 
 
 @pytest.fixture(scope="module")
@@ -391,16 +389,9 @@ def saved_rotation(tmp_path_factory):
 
 
 def _edited_rotation(folder: Path, tmp: Path, edit) -> Path:
-    from safetensors.torch import load_file, save_file
-
-    out = tmp / "edited"
-    out.mkdir()
-    meta = json.loads((folder / "intervention.json").read_text())
-    tensors = load_file(str(folder / "intervention.safetensors"))
-    edit(meta, tensors)
-    (out / "intervention.json").write_text(json.dumps(meta))
-    save_file(tensors, str(out / "intervention.safetensors"))
-    return out
+    _edited_copy(folder / "intervention.json", folder / "intervention.safetensors",
+                 tmp / "edited", edit)
+    return tmp / "edited"
 
 
 BAD_ROTATION_FILES = {
@@ -419,9 +410,8 @@ BAD_ROTATION_FILES = {
 @pytest.mark.parametrize("name", BAD_ROTATION_FILES)
 def test_bad_rotation_file_is_refused(saved_rotation, tmp_path, name):
     edit, fragment = BAD_ROTATION_FILES[name]
-    with pytest.raises(ValueError) as caught:
-        das.load_intervention(_edited_rotation(saved_rotation, tmp_path, edit))
-    assert fragment in str(caught.value), str(caught.value)
+    _raises(das.load_intervention, ValueError, fragment,
+            _edited_rotation(saved_rotation, tmp_path, edit))
 
 
 # ------------------------------------------------------------ SelfIE
@@ -448,11 +438,8 @@ BAD_SELFIE = {
 
 @pytest.mark.parametrize("name", BAD_SELFIE)
 def test_bad_selfie_call(lm, name):
-    call, error, fragment = BAD_SELFIE[name]
     before = hook_count(lm.model)
-    with pytest.raises(error) as caught:
-        call(lm)
-    assert fragment in str(caught.value), str(caught.value)
+    _raises(*BAD_SELFIE[name], lm)
     assert hook_count(lm.model) == before
 
 
@@ -470,10 +457,7 @@ BAD_WIDGETS = {
 
 @pytest.mark.parametrize("name", BAD_WIDGETS)
 def test_bad_widget_input(name):
-    call, error, fragment = BAD_WIDGETS[name]
-    with pytest.raises(error) as caught:
-        call()
-    assert fragment in str(caught.value), str(caught.value)
+    _raises(*BAD_WIDGETS[name])
 
 
 # ------------------------------------------------------------ CCS runs and their command line

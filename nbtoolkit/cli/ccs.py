@@ -105,7 +105,7 @@ def _elicit_args(args) -> dict:
 
 
 # option -> (valid when, what is valid): checked before any model loads
-_BOUNDS = {"n": (lambda v: v is None or v >= 2, "at least 2"),
+_BOUNDS = {"n": (lambda v: v is None or v >= 2, "at least 2"),  # None: eval's default
            "train_frac": (lambda v: 0 < v < 1, "between 0 and 1"),
            "n_boot": (lambda v: v >= 0, "0 or more"),
            "batch_size": (lambda v: v >= 1, "at least 1"),
@@ -119,8 +119,8 @@ def check_options(args, datasets: list[str]) -> None:
     """``SystemExit`` naming the first bad option, before a model loads or a state is extracted:
     numeric bounds, and every dataset (``a+b``: each part) with its templates and ``--n``."""
     for name, (valid, what) in _BOUNDS.items():
-        value = getattr(args, name, 0.5 if name == "train_frac" else 1)
-        if not valid(value):
+        value = getattr(args, name, None)
+        if hasattr(args, name) and not valid(value):
             raise SystemExit(f"--{name.replace('_', '-')} must be {what}, got {value}")
     for dataset in datasets:
         for part in dataset.split("+"):

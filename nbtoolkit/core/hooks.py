@@ -28,10 +28,7 @@ from .interventions import PatchContext
 from .kv_cache import cache_in
 
 
-def model_of(lm) -> torch.nn.Module:
-    """The ``torch.nn.Module`` of an :class:`~nbtoolkit.lm.LM`, of a bare HF model or of a
-    wrapper around one (:func:`~nbtoolkit.core.anatomy.hf_model`)."""
-    return hf_model(lm)
+model_of = hf_model  # the module of an LM, a bare HF model or a wrapper around one
 
 
 def resolve_sites(lm, sites: Iterable[str]) -> list[Site]:

@@ -68,16 +68,17 @@ def load_reporter(path: str | Path) -> Reporter:
     return r
 
 
+_PREDICTIVE = ("coef_", "intercept_", "platt_scale_", "platt_bias_", "threshold_")
+
+
 def _check_fitted_values(path: Path, fitted: dict, tensors: dict[str, torch.Tensor]) -> None:
-    """``ValueError`` for a file no fit could have written: a NaN or infinite number, no
-    direction (``coef_``), or feature vectors of different widths."""
+    """``ValueError`` for a file no fit could have written: a NaN or infinite tensor or number
+    that predictions use (diagnostics such as CRC's ``explained_`` may be NaN, e.g. on constant
+    embeddings), no direction (``coef_``), or feature vectors of different widths."""
     if "coef_" not in fitted and "coef_" not in tensors:
         raise ValueError(f"{path}: no fitted direction 'coef_'; not a fitted reporter")
-    numbers = [(k, float(v)) for k, v in fitted.items()
-               if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    numbers += [(k, float(x)) for k, v in fitted.items() if isinstance(v, list) for x in v
-                if isinstance(x, (int, float))]
-    bad = [k for k, v in numbers if not math.isfinite(v)]
+    bad = [k for k in _PREDICTIVE if isinstance(fitted.get(k), (int, float))
+           and not math.isfinite(fitted[k])]
     bad += [k for k, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if bad:
         raise ValueError(f"{path}: NaN or infinite fitted values in {sorted(set(bad))}")
