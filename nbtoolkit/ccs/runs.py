@@ -1,12 +1,18 @@
 """Run folders of the CCS pipeline: write an elicitation (config.json, eval.csv, lm_eval.csv,
 reporters/t<template>/<kind>/layer_<L>.{safetensors,json}; ``tall`` for one reporter of all
-templates), read its reporters back, and evaluate them on another dataset (transfer). The output root is ``--out``, else ``NBTOOLKIT_CCS_DIR``,
-else ``build/ccs``."""
+templates), read its reporters back, and evaluate them on another dataset (transfer). The output
+root is ``--out``, else ``NBTOOLKIT_CCS_DIR``, else ``build/ccs``.
+
+A run folder is published whole: written into a hidden sibling (``.<name>.tmp-*``) that ends with
+a ``complete.json`` marker, then renamed into place, so a reader sees the old complete run or the
+new one, never a mix or half of one; a folder without the marker is refused."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -28,16 +34,58 @@ def output_root(out: str | None = None) -> Path:
     return results_dir().parent / "ccs"
 
 
+COMPLETE = "complete.json"  # written last: the run folder holds everything
+
+
 def write_run(result: Elicitation, folder: Path) -> Path:
-    """config.json, eval.csv, lm_eval.csv and reporters/ under ``folder`` (created)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    config = dict(result.config, seconds=result.seconds)
-    write_json(folder / "config.json", config)
-    result.table.assign(model=result.model).to_csv(folder / "eval.csv", index=False)
-    result.lm_table.assign(model=result.model).to_csv(folder / "lm_eval.csv", index=False)
-    for (template, kind), reps in result.reporters.items():
-        for layer, rep in reps.items():
-            probes.save_reporter(rep, folder / "reporters" / f"t{template}" / kind / f"layer_{layer}")
+    """config.json, eval.csv, lm_eval.csv and reporters/ in ``folder``, replacing a previous
+    run there as a whole (nothing of it is kept, e.g. reporters of templates not re-run)."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for stale in folder.parent.glob(f".{folder.name}.tmp-*"):  # left by a killed writer
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+    try:
+        write_json(tmp / "config.json", dict(result.config, seconds=result.seconds))
+        result.table.assign(model=result.model).to_csv(tmp / "eval.csv", index=False)
+        result.lm_table.assign(model=result.model).to_csv(tmp / "lm_eval.csv", index=False)
+        for (template, kind), reps in result.reporters.items():
+            for layer, rep in reps.items():
+                probes.save_reporter(rep, tmp / "reporters" / f"t{template}" / kind / f"layer_{layer}")
+        write_json(tmp / COMPLETE, {"files": sorted(str(p.relative_to(tmp))
+                                                    for p in tmp.rglob("*") if p.is_file())})
+        publish(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def publish(tmp: Path, folder: Path) -> None:
+    """Rename the finished folder ``tmp`` onto ``folder``. An old ``folder`` is first renamed
+    aside (a directory cannot be replaced by one rename), then removed."""
+    old = None
+    if folder.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
+        os.replace(folder, old / folder.name)
+    os.replace(tmp, folder)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def check_run(folder: Path) -> Path:
+    """``folder`` if it is a complete run folder; ``ValueError`` saying what is wrong."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"{folder} is not a run folder (no config.json); make one with `elicit`")
+    marker = folder / COMPLETE
+    if not marker.is_file():
+        raise ValueError(f"run folder {folder} is incomplete (no {COMPLETE}): it was cut short "
+                         f"while being written, or written by an older nbtoolkit; run `elicit` "
+                         f"again")
+    missing = [f for f in json.loads(marker.read_text())["files"] if not (folder / f).is_file()]
+    if missing:
+        raise ValueError(f"run folder {folder} is incomplete: {len(missing)} of its files are "
+                         f"missing ({', '.join(missing[:3])}); run `elicit` again")
     return folder
 
 
@@ -45,6 +93,7 @@ def load_run_reporters(folder: Path) -> dict:
     """``{(template, kind): {layer: reporter}}`` from a run folder (template ``"all"``: one
     reporter for every template)."""
     out = {}
+    folder = check_run(folder)
     for path in sorted((folder / "reporters").glob("t*/*/layer_*.json")):
         key, kind = path.parent.parent.name[1:], path.parent.name
         template = int(key) if key.isdigit() else key
@@ -67,8 +116,8 @@ def transfer_eval(lm, folder: Path, dataset: str, *, n: int | None = None, templ
     whose reporters read states centred per dataset: the target is centred on its training
     means first. Scores are on the target's test split.
     """
-    config = json.loads((folder / "config.json").read_text())
     reporters = load_run_reporters(folder)
+    config = json.loads((Path(folder) / "config.json").read_text())
     sets = load_contrast(dataset, templates, n=n or config["n"], seed=config["seed"],
                          prefix=config.get("prefix"))
     states = [extract(lm, cs, layers=config["layers"], pooling=config["pooling"], cache=cache,

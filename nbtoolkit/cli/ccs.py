@@ -27,10 +27,10 @@ import pandas as pd
 
 from .. import probes
 from ..ccs.elicit import DEFAULTS, elicit, per_layer
-from ..ccs.runs import output_root, transfer_eval, write_run
-from ..core.files import slug, write_json
+from ..ccs.runs import check_run, output_root, transfer_eval, write_run
+from ..core.files import slug, write_json, write_text
 from ..core.loading import load_model
-from ..data.contrast import MISLEADING_PREFIX
+from ..data.contrast import HF_DATASETS, MISLEADING_PREFIX, load_contrast
 from ..viz.probes import layer_curve, transfer_heatmap
 
 
@@ -104,6 +104,34 @@ def _elicit_args(args) -> dict:
                 cache=not args.no_cache, progress=not args.quiet, batch_size=args.batch_size)
 
 
+# option -> (valid when, what is valid): checked before any model loads
+_BOUNDS = {"n": (lambda v: v is None or v >= 2, "at least 2"),  # None: eval's default
+           "train_frac": (lambda v: 0 < v < 1, "between 0 and 1"),
+           "n_boot": (lambda v: v >= 0, "0 or more"),
+           "batch_size": (lambda v: v >= 1, "at least 1"),
+           "n_tries": (lambda v: v >= 1, "at least 1"),
+           "epochs": (lambda v: v >= 1, "at least 1"),
+           "var_weight": (lambda v: v >= 0, "0 or more"),
+           "neg_cov_weight": (lambda v: 0 <= v <= 1, "between 0 and 1")}
+
+
+def check_options(args, datasets: list[str]) -> None:
+    """``SystemExit`` naming the first bad option, before a model loads or a state is extracted:
+    numeric bounds, and every dataset (``a+b``: each part) with its templates and ``--n``."""
+    for name, (valid, what) in _BOUNDS.items():
+        value = getattr(args, name, None)
+        if hasattr(args, name) and not valid(value):
+            raise SystemExit(f"--{name.replace('_', '-')} must be {what}, got {value}")
+    for dataset in datasets:
+        for part in dataset.split("+"):
+            if part in HF_DATASETS:
+                continue  # needs the hub: checked when it is loaded
+            try:  # a local dataset loads in milliseconds
+                load_contrast(part, args.templates, n=args.n, seed=0)
+            except (ValueError, TypeError) as error:
+                raise SystemExit(f"dataset {dataset!r}: {error}") from None
+
+
 def _run_elicit(lm, dataset, args, root: Path) -> Path:
     result = elicit(lm, dataset, **_elicit_args(args))
     folder = write_run(result, root / f"{slug(lm.name)}__{slug(dataset)}")
@@ -117,8 +145,7 @@ def _run_eval(lm, run: Path, dataset: str, args) -> Path:
     table = transfer_eval(lm, run, dataset, n=getattr(args, "n", None), templates=args.templates,
                           progress=not args.quiet, cache=not args.no_cache)
     folder = run / "transfer" / slug(dataset)
-    folder.mkdir(parents=True, exist_ok=True)
-    table.to_csv(folder / "eval.csv", index=False)
+    write_text(folder / "eval.csv", table.to_csv(index=False))
     write_json(folder / "config.json", {"run": str(run), "dataset": dataset,
                                         "n": getattr(args, "n", None)})
     print(f"{folder / 'eval.csv'}: {len(table)} rows")
@@ -128,14 +155,18 @@ def _run_eval(lm, run: Path, dataset: str, args) -> Path:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "elicit":
+        check_options(args, [args.dataset])
         _run_elicit(load_model(args.model), args.dataset, args, output_root(args.out))
     elif args.command == "eval":
-        run = Path(args.run)
-        if not (run / "config.json").exists():
-            raise SystemExit(f"{run} is not a run folder (no config.json); make one with `elicit`")
+        check_options(args, [args.dataset])
+        try:
+            run = check_run(Path(args.run))
+        except ValueError as error:
+            raise SystemExit(str(error)) from None
         config = json.loads((run / "config.json").read_text())
         _run_eval(load_model(config["model"]), run, args.dataset, args)
     elif args.command == "sweep":
+        check_options(args, args.datasets)
         root = output_root(args.out) / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
         root.mkdir(parents=True, exist_ok=True)
         write_json(root / "config.json", dict(vars(args)))

@@ -265,6 +265,27 @@ def check_layers(model, layers, *, embed: bool = True, stack: str = "") -> list[
 
 # ---------------------------------------------------------------- families and config
 
+def hf_model(model) -> torch.nn.Module:
+    """The Hugging Face model (or plain module) whose modules the site paths name, found through
+    the wrappers users pass: an :class:`~nbtoolkit.LM` (its ``.model``) and a PEFT model (its
+    ``get_base_model()``). A ``torch.compile``d module is refused: hooks added to a compiled
+    graph are silently skipped."""
+    if not isinstance(model, torch.nn.Module) and isinstance(getattr(model, "model", None),
+                                                             torch.nn.Module):
+        model = model.model  # an LM
+    if isinstance(model, torch.nn.Module) and hasattr(model, "_orig_mod"):
+        raise TypeError(f"{type(model).__name__} is a torch.compile()d model: hooks added after "
+                        f"compiling are skipped by the compiled graph, so patches and captures "
+                        f"would silently do nothing. Pass the model before compiling "
+                        f"(model._orig_mod) and compile it again afterwards")
+    if isinstance(model, torch.nn.Module) and callable(getattr(model, "get_base_model", None)):
+        model = model.get_base_model()  # PEFT: the wrapped transformers model, adapters inside
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"expected an nbtoolkit LM, a Hugging Face model or a torch.nn.Module, "
+                        f"got {type(model).__name__}")
+    return model
+
+
 def family_of(model: torch.nn.Module) -> str:
     """The nbtoolkit family of a Hugging Face model, or its raw ``model_type`` if not in the table."""
     model_type = getattr(getattr(model, "config", None), "model_type", "unknown")

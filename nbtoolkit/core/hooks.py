@@ -23,14 +23,12 @@ from typing import Callable, Iterable, Mapping
 
 import torch
 
-from .anatomy import Site, resolve_site
+from .anatomy import Site, hf_model, resolve_site
 from .interventions import PatchContext
 from .kv_cache import cache_in
 
 
-def model_of(lm) -> torch.nn.Module:
-    """The ``torch.nn.Module`` of an :class:`~nbtoolkit.lm.LM` or of a bare HF model."""
-    return lm.model if hasattr(lm, "model") and isinstance(lm.model, torch.nn.Module) else lm
+model_of = hf_model  # the module of an LM, a bare HF model or a wrapper around one
 
 
 def resolve_sites(lm, sites: Iterable[str]) -> list[Site]:
@@ -40,10 +38,11 @@ def resolve_sites(lm, sites: Iterable[str]) -> list[Site]:
 
 
 class _PassTracker:
-    """Reads, before each top-level forward, the absolute position of its first token."""
+    """Reads, before each top-level forward, the absolute position of its first token and the
+    left padding of each row (from the attention mask)."""
 
     def __init__(self, prompt_only: bool = False):
-        self.offset, self.prompt_only = 0, prompt_only
+        self.offset, self.prompt_only, self.pads, self.width = 0, prompt_only, None, 0
 
     def __call__(self, module, args, kwargs):
         if self.prompt_only and kwargs.get("use_cache") is False:
@@ -60,6 +59,17 @@ class _PassTracker:
             self.offset = int(past.get_seq_length())
         else:
             self.offset = int(past[0][0].shape[-2])
+        mask = kwargs.get("attention_mask")
+        self.pads = left_padding(mask)
+        self.width = mask.shape[-1] if self.pads else 0
+
+
+def left_padding(mask: torch.Tensor | None) -> tuple[int, ...] | None:
+    """Padding columns at the start of each row of an attention mask ``[batch, seq]``; ``None``
+    when no row starts with padding (or there is no mask)."""
+    if not torch.is_tensor(mask) or mask.dim() != 2 or bool(mask[:, 0].all()):
+        return None
+    return tuple((mask.cumsum(-1) == 0).sum(-1).tolist())
 
 
 def _register(site: Site, fn: Callable[[torch.Tensor], torch.Tensor | None], prepend: bool):
@@ -203,13 +213,18 @@ def patch(lm, interventions: Mapping[str, Callable], *, prompt_only: bool = Fals
         def run(act):
             if prompt_only and tracker.offset > 0:
                 return None
-            ctx = PatchContext(site=name, offset=tracker.offset, is_prompt=tracker.offset == 0)
+            # the mask's padding holds for the sites of its own sequence (not a T5 decoder's)
+            fits = tracker.pads and tracker.width == tracker.offset + act.shape[1] and \
+                len(tracker.pads) == act.shape[0]
+            pads = tracker.pads if fits else None
+            ctx = PatchContext(site=name, offset=tracker.offset, is_prompt=tracker.offset == 0,
+                               pads=pads)
             for fn in chains[name]:
                 new = fn(act, ctx)
-                if not torch.is_tensor(new) or new.shape != act.shape:
+                if not torch.is_tensor(new) or new.shape != act.shape or new.dtype != act.dtype:
                     raise ValueError(f"site {name!r}: intervention {fn!r} returned "
                                      f"{_describe(new)}, expected a tensor of shape "
-                                     f"{tuple(act.shape)}")
+                                     f"{tuple(act.shape)} and dtype {act.dtype}")
                 act = new
             return act
         return run
@@ -225,4 +240,5 @@ def patch(lm, interventions: Mapping[str, Callable], *, prompt_only: bool = Fals
 
 
 def _describe(x) -> str:
-    return f"a tensor of shape {tuple(x.shape)}" if torch.is_tensor(x) else type(x).__name__
+    return (f"a tensor of shape {tuple(x.shape)} and dtype {x.dtype}" if torch.is_tensor(x)
+            else type(x).__name__)

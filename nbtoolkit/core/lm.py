@@ -42,6 +42,17 @@ def masked_mean(acts: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (acts * m).sum(1) / m.sum(1)
 
 
+def token_indices(lm, prompt: str, text: str) -> list[int]:
+    """Indices of the tokens of ``prompt`` that overlap the first occurrence of ``text``
+    (e.g. the subject ``"Eiffel Tower"`` → the tokens ``" E", "iffel", " Tower"``)."""
+    start = prompt.find(text) if text else -1
+    if start < 0:
+        raise ValueError(f"{text!r} does not occur in the prompt {prompt!r}")
+    end = start + len(text)
+    offsets = lm.tokenizer(prompt, return_offsets_mapping=True)["offset_mapping"]
+    return [i for i, (a, b) in enumerate(offsets) if b > a and a < end and b > start]
+
+
 @functools.lru_cache(maxsize=None)
 def head_of_class(name: str) -> str | None:
     """The head (:data:`HEADS`) of a transformers model class name, e.g. ``"BertForMaskedLM"``."""
@@ -167,8 +178,17 @@ class LM:
             batch = self.tokenizer(prompts, pairs, return_tensors="pt", padding=True)
         finally:
             self.tokenizer.padding_side = side
+        self._check_length(batch["input_ids"].shape[1])
         return forward_inputs(self.model, batch["input_ids"].to(self.device),
                               batch["attention_mask"].to(self.device))
+
+    def _check_length(self, n_tokens: int, new_tokens: int = 0) -> None:
+        """``ValueError`` if ``n_tokens`` (plus ``new_tokens`` to generate) exceed the context."""
+        context = self.context_length
+        if context is not None and n_tokens + new_tokens > context:
+            extra = f" plus {new_tokens} new tokens" if new_tokens else ""
+            raise ValueError(f"{n_tokens} prompt tokens{extra} exceed {self.name}'s context of "
+                             f"{context} tokens; shorten the prompt")
 
     def tokens(self, prompt: str) -> list[str]:
         """The prompt's tokens as strings."""
@@ -203,6 +223,7 @@ class LM:
         """
         self._require_causal("generate")
         batch = self.encode(prompts)
+        self._check_length(batch["input_ids"].shape[1], max_new_tokens)
         batch.pop("position_ids")  # generate derives them from the attention mask
         kwargs.setdefault("do_sample", False)
         kwargs.setdefault("pad_token_id", self.tokenizer.pad_token_id)

@@ -332,7 +332,7 @@ KINDS: dict[str, type[Subspace]] = {cls.kind: cls for cls in (
 
 
 def save_intervention(intervention: Subspace, folder: str | os.PathLike) -> Path:
-    """Write ``intervention.json`` (kind, config) and ``intervention.safetensors`` (its
+    """Write ``intervention.json`` (kind, config, dtype) and ``intervention.safetensors`` (its
     ``state_dict``, float32) into ``folder`` (created; files written atomically)."""
     from safetensors.torch import save_file
 
@@ -342,8 +342,10 @@ def save_intervention(intervention: Subspace, folder: str | os.PathLike) -> Path
     tensors = {k: (v.float() if v.is_floating_point() else v).detach().cpu().contiguous()
                for k, v in intervention.state_dict().items()}
     atomic_write(folder / TENSOR_FILE, lambda tmp: save_file(tensors, tmp))
+    dtypes = [p.dtype for p in intervention.parameters() if p.is_floating_point()]
     write_json(folder / CONFIG_FILE, {"format": FORMAT, "kind": intervention.kind,
-                                      "config": intervention.config()})
+                                      "config": intervention.config(),
+                                      "dtype": str(dtypes[0] if dtypes else torch.float32)})
     return folder
 
 
@@ -376,6 +378,10 @@ def load_intervention(folder: str | os.PathLike, map_location: str = "cpu") -> S
         intervention = KINDS[kind](**config)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{folder / CONFIG_FILE}: bad config for {kind}: {error}") from None
+    dtype = _SAVED_DTYPES.get(meta.get("dtype", "torch.float32"))
+    if dtype is None:
+        raise ValueError(f"{folder / CONFIG_FILE}: dtype {meta.get('dtype')!r} is not one of "
+                         f"{', '.join(_SAVED_DTYPES)}")
     try:
         tensors = load_file(str(folder / TENSOR_FILE))
     except Exception as error:  # missing, truncated or not safetensors
@@ -393,10 +399,15 @@ def load_intervention(folder: str | os.PathLike, map_location: str = "cpu") -> S
             with torch.no_grad():
                 W = getattr(intervention, name).double()
             error = (W.T @ W - torch.eye(W.shape[1], dtype=W.dtype)).abs().max().item()
-            if error > 1e-3:
+            # a rotation stored in bf16/fp16 is orthonormal up to its rounding
+            tolerance = max(1e-3, 4 * torch.finfo(dtype).eps * W.shape[0] ** 0.5)
+            if error > tolerance:
                 raise ValueError(f"{folder / TENSOR_FILE}: {name!r} is not orthonormal "
-                                 f"(max |WᵀW − I| = {error:.3g})")
-    return intervention.to(map_location)
+                                 f"(max |WᵀW − I| = {error:.3g} > {tolerance:.3g} for {dtype})")
+    return intervention.to(map_location, dtype)
+
+
+_SAVED_DTYPES = {str(t): t for t in (torch.float32, torch.float64, torch.bfloat16, torch.float16)}
 
 
 __all__ = ["BoundlessRotatedSubspace", "Interchange", "KINDS", "LowRankRotatedSubspace",

@@ -108,6 +108,9 @@ class Reporter(BaseEstimator):
         self._check_fitted()
         with torch.no_grad(), _one_thread():
             xp, xn, one = _pairs(x_pos, x_neg)
+            if torch.is_tensor(self.coef_) and xp.shape[-1] != self.coef_.shape[-1]:
+                raise ValueError(f"states have width {xp.shape[-1]} but this {self.kind} "
+                                 f"reporter was fitted on width {self.coef_.shape[-1]}")
             sp, sn = self._scores(xp, xn)
         c = torch.stack([sn, sp], -1).double().numpy() * self.platt_scale_ + self.platt_bias_
         return c[:, 0] if one else c

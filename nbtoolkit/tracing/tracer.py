@@ -40,7 +40,7 @@ from ..core.anatomy import parse_site, require, residual_site, site_name
 from ..core.blocks import body, run_blocks
 from ..core.hooks import capture, patch
 from ..core.kv_cache import cache_kwarg, cache_of, tiled
-from ..core.lm import LAST_POSITION
+from ..core.lm import LAST_POSITION, token_indices
 from ..core.modes import eval_mode
 from .noise import resolve_noise
 from .results import KINDS, TraceResult
@@ -70,6 +70,19 @@ def find_token_range(tokens: Sequence[str], subject: str) -> tuple[int, int]:
     return -1, -1
 
 
+def subject_span(lm, prompt: str, subject: str, tokens: Sequence[str]) -> tuple[int, int]:
+    """(start, end exclusive) of the tokens covering the subject's first occurrence: from the
+    tokenizer's character offsets (any script: a token may decode to a partial character), or
+    by ROME's rule on the decoded ``tokens`` for a tokenizer without offsets."""
+    if getattr(lm.tokenizer, "is_fast", False):
+        indices = token_indices(lm, prompt, subject)
+        return indices[0], indices[-1] + 1
+    start, end = find_token_range(tokens, subject)
+    if start < 0:
+        raise ValueError(f"subject {subject!r} does not occur in prompt {prompt!r}")
+    return start, end
+
+
 # ---------------------------------------------------------------- the tracer
 
 class _Tracer:
@@ -94,9 +107,7 @@ class _Tracer:
             raise ValueError(f"prompt has {self.T} tokens, longer than the model's context of "
                              f"{context} tokens")
         self.tokens = [lm.tokenizer.decode([i]) for i in ids[0].tolist()]
-        start, end = find_token_range(self.tokens, subject)
-        if start < 0:
-            raise ValueError(f"subject {subject!r} does not occur in prompt {prompt!r}")
+        start, end = subject_span(lm, prompt, subject, self.tokens)
         if end >= self.T:
             raise ValueError(f"subject {subject!r} ends at the last token of prompt {prompt!r}; "
                              f"causal tracing needs at least one token after the subject "

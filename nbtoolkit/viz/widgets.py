@@ -77,16 +77,20 @@ def layer_curve_explorer(frame: pd.DataFrame, y: str, x: str = "layer",
 
 
 def token_view(tokens: Sequence[str], scores, *, cmap: str = "Reds") -> w.HTML:
-    """Tokens coloured by ``scores`` ``[n_tokens]`` (scaled to the largest |score|)."""
+    """Tokens coloured by ``scores`` ``[n_tokens]`` (scaled to the largest finite |score|; a
+    NaN or infinite score leaves its token uncoloured)."""
     scores = np.asarray(scores, dtype=float)
-    if len(tokens) != len(scores):
-        raise ValueError(f"{len(tokens)} tokens but {len(scores)} scores")
-    top = np.abs(scores).max() or 1.0
-    colours = matplotlib.colormaps[cmap](np.abs(scores) / top)
+    if scores.ndim != 1 or len(tokens) != len(scores):
+        raise ValueError(f"{len(tokens)} tokens but scores of shape {scores.shape}; expected "
+                         f"[{len(tokens)}]")
+    finite = np.isfinite(scores)
+    top = np.abs(scores[finite]).max() if finite.any() else 0.0
+    colours = matplotlib.colormaps[cmap](np.where(finite, np.abs(scores), 0) / (top or 1.0))
     spans = []
-    for token, score, (r, g, b, _) in zip(tokens, scores, colours):
-        spans.append(f'<span title="{score:.4g}" style="background:rgb({r*255:.0f},{g*255:.0f},'
-                     f'{b*255:.0f});padding:1px 0;white-space:pre">{html.escape(token)}</span>')
+    for token, score, ok, (r, g, b, _) in zip(tokens, scores, finite, colours):
+        background = f"rgb({r*255:.0f},{g*255:.0f},{b*255:.0f})" if ok else "transparent"
+        spans.append(f'<span title="{score:.4g}" style="background:{background};padding:1px 0;'
+                     f'white-space:pre">{html.escape(token)}</span>')
     return w.HTML("<div style='font-family:monospace;line-height:1.8'>" + "".join(spans) + "</div>")
 
 
