@@ -17,6 +17,7 @@ papermill.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from . import papers
 from .core.loading import EMBEDDED
@@ -30,31 +31,39 @@ INSTALL_SOURCE = f"git+https://{REPOSITORY}"
 SOURCE_VARIABLE = "NBTOOLKIT_SOURCE"  # overrides INSTALL_SOURCE in the install cell (CI: a wheel)
 
 PRESETS = ("cpu", "paper")
-MODEL_PARAMETERS = ("MODEL", "MODELS", "BASE", "JUDGE_MODEL")  # parameters that name models
 NOT_HUB_MODELS = {"mlp-16": "03's task network, trained in the notebook",
                   "trained-here": "04's small transformer, trained in the notebook"}
 
-# Hub models of the paper presets: (config model_type, parameters in billions). Offline, the
-# model_type tells the family (nbtoolkit.core.anatomy); the size gives the memory estimate.
+
+class HubModel(NamedTuple):
+    """A paper preset's hub model, known offline: its config's ``model_type`` (the family, see
+    :mod:`nbtoolkit.core.anatomy`), its parameters in billions (the estimates) and its blocks."""
+
+    model_type: str
+    billions: float
+    n_layers: int
+
+
 HUB_MODELS = {
-    "gpt2": ("gpt2", 0.124),
-    "gpt2-xl": ("gpt2", 1.56),
-    "sharpbai/alpaca-7b-merged": ("llama", 6.74),
-    "FacebookAI/roberta-large-mnli": ("roberta", 0.356),
-    "microsoft/deberta-v2-xxlarge-mnli": ("deberta-v2", 1.57),
-    "EleutherAI/gpt-j-6b": ("gptj", 6.05),
-    "google-t5/t5-11b": ("t5", 11.3),
-    "allenai/unifiedqa-t5-11b": ("t5", 11.3),
-    "bigscience/T0pp": ("t5", 11.1),
-    "huggyllama/llama-7b": ("llama", 6.74),
-    "lmsys/vicuna-7b-v1.1": ("llama", 6.74),
-    "meta-llama/Llama-2-7b-chat-hf": ("llama", 6.74),
-    "meta-llama/Llama-2-70b-chat-hf": ("llama", 69.0),
+    "gpt2": HubModel("gpt2", 0.124, 12),
+    "gpt2-xl": HubModel("gpt2", 1.56, 48),
+    "sharpbai/alpaca-7b-merged": HubModel("llama", 6.74, 32),
+    "FacebookAI/roberta-large-mnli": HubModel("roberta", 0.356, 24),
+    "microsoft/deberta-v2-xxlarge-mnli": HubModel("deberta-v2", 1.57, 48),
+    "EleutherAI/gpt-j-6b": HubModel("gptj", 6.05, 28),
+    "google-t5/t5-11b": HubModel("t5", 11.3, 24),
+    "allenai/unifiedqa-t5-11b": HubModel("t5", 11.3, 24),
+    "bigscience/T0pp": HubModel("t5", 11.1, 24),
+    "huggyllama/llama-7b": HubModel("llama", 6.74, 32),
+    "lmsys/vicuna-7b-v1.1": HubModel("llama", 6.74, 32),
+    "meta-llama/Llama-2-7b-chat-hf": HubModel("llama", 6.74, 32),
+    "meta-llama/Llama-2-70b-chat-hf": HubModel("llama", 69.0, 80),
 }
 
-# GPU estimates: one A100 (bf16, 312 TFLOP/s peak) at a third of its peak on these batch sizes,
+
+# GPU estimates: A100s (bf16, 312 TFLOP/s peak) at a third of their peak on these batch sizes,
 # 2·P FLOPs per token forward and 4·P backward; memory = bf16 weights + what the run keeps.
-GPU = "one A100"
+GPU = "A100 GPUs"
 GPU_FLOPS = 312e12 / 3
 
 
@@ -75,16 +84,22 @@ def flops_estimate(billions: float, forward_tokens: float, backward_tokens: floa
     return GpuEstimate(flops / GPU_FLOPS / 60, memory_gb, basis)
 
 
+def billions(*models: str) -> float:
+    """Parameters of hub models, in billions."""
+    return sum(HUB_MODELS[m].billions for m in models)
+
+
 def weights_gb(*models: str) -> float:
     """bf16 weights of hub models, in GB."""
-    return sum(2 * HUB_MODELS[m][1] for m in models)
+    return 2 * billions(*models)
 
 
 @dataclass(frozen=True)
 class NotebookPresets:
     """One notebook's parameters: ``cpu`` (the parameters cell) and the ``paper`` values of those
     the paper fixes (the others keep their cpu value), each paper value's ``sources``, what the
-    paper run uses as ``data``, where it ``differs`` from the paper, and its GPU ``estimate``."""
+    paper run uses as ``data``, where it ``differs`` from the paper, its GPU ``estimate``, and
+    which parameters name models (``model_parameters``: a model or a list of them)."""
 
     paper_name: str
     cpu: dict
@@ -93,12 +108,26 @@ class NotebookPresets:
     data: str
     estimate: GpuEstimate
     differs: tuple[str, ...] = field(default=())
+    model_parameters: tuple[str, ...] = ("MODEL",)
 
     def values(self, preset: str) -> dict:
         return dict(self.cpu) if preset == "cpu" else {**self.cpu, **self.paper}
 
+    def models(self, values: dict) -> list[str]:
+        """The model names among ``values``, in order, without repeats (None: no model)."""
+        found = []
+        for key in self.model_parameters:
+            value = values[key]
+            for name in value if isinstance(value, (list, tuple)) else [value]:
+                if name is not None and name not in found:
+                    found.append(name)
+        return found
+
 
 ROME_FACTS = 1209  # known_1000.json holds 1,209 records (reference: causal-tracing.md)
+BURNS_MODELS = ("FacebookAI/roberta-large-mnli", "microsoft/deberta-v2-xxlarge-mnli",
+                "EleutherAI/gpt-j-6b", "google-t5/t5-11b", "allenai/unifiedqa-t5-11b",
+                "bigscience/T0pp")  # Burns et al. Table 1's columns
 
 NOTEBOOKS: dict[str, NotebookPresets] = {
     "00_getting_started": NotebookPresets(
@@ -124,11 +153,11 @@ NOTEBOOKS: dict[str, NotebookPresets] = {
                      SAMPLES="10 corrupted copies per prompt (ROME's causal_trace.py, samples=10)",
                      N_SEVER="the first 1,000 facts (Fig. 3, causal_trace_frozen_mlp_attn.ipynb)",
                      USE_ROME_KNOWNS="ROME's known_1000.json from rome.baulab.info (downloaded, cached)"),
-        data=f"ROME's known_1000.json ({ROME_FACTS} facts), downloaded into the cache",
+        data=f"ROME's known_1000.json ({ROME_FACTS:,} facts), downloaded into the cache",
         # per fact: 3 kinds × (T·L + 2) forwards of 11 rows of ~10 tokens (T = 10, L = 48), and
         # severing: 2 kinds × 2 passes × L forwards of 11 rows
         estimate=flops_estimate(
-            HUB_MODELS["gpt2-xl"][1],
+            billions("gpt2-xl"),
             ROME_FACTS * 3 * (10 * 48 + 2) * 11 * 10 + 1000 * 2 * 2 * 48 * 11 * 10,
             memory_gb=weights_gb("gpt2-xl") + 2,
             basis="ROME's forward count (3 kinds × (10 tokens × 48 layers + 2) forwards of 11 rows "
@@ -165,12 +194,12 @@ NOTEBOOKS: dict[str, NotebookPresets] = {
                      POSITIONS="the last 13 tokens, positions 69–81 of 82 (the original sweep)"),
         data="the price-tagging prompts in the Alpaca template (generated, no download)",
         estimate=flops_estimate(
-            HUB_MODELS["sharpbai/alpaca-7b-merged"][1],
+            billions("sharpbai/alpaca-7b-merged"),
             7 * 13 * 20_000 * 3 * 82 * 2, 7 * 13 * 20_000 * 3 * 82,
             memory_gb=weights_gb("sharpbai/alpaca-7b-merged") + 4,
             basis="7 layers × 13 positions, each 20,000 pairs × 3 epochs of 82-token base and "
-                  "source forwards and a base backward (pyvene's tutorial: 23 minutes for "
-                  "8,000 pairs × 3 epochs at one cell, the same rate)"),
+                  "source forwards and a base backward; pyvene's tutorial measured 23 minutes "
+                  "for 8,000 pairs × 3 epochs at one cell, about 58 minutes at 20,000"),
         differs=("one seed per cell (the paper: the best of 3)",),
     ),
     "05_ccs": NotebookPresets(
@@ -180,9 +209,7 @@ NOTEBOOKS: dict[str, NotebookPresets] = {
                  N_EXAMPLES=160, TEMPLATES=[0], TRAIN_FRAC=0.5, CCS_TRIES=4, CCS_EPOCHS=400,
                  N_BOOT=200, ELK_DATASETS=["capitals", "sentiment"], ELK_TEMPLATES=[0, 1]),
         paper=dict(MODEL="EleutherAI/gpt-j-6b",
-                   MODELS=["FacebookAI/roberta-large-mnli", "microsoft/deberta-v2-xxlarge-mnli",
-                           "EleutherAI/gpt-j-6b", "google-t5/t5-11b", "allenai/unifiedqa-t5-11b",
-                           "bigscience/T0pp"],
+                   MODELS=list(BURNS_MODELS),
                    DATASETS=["imdb", "amazon_polarity", "ag_news", "dbpedia_14", "rte", "qnli",
                              "copa", "boolq", "piqa"],
                    N_EXAMPLES=1_000, TEMPLATES=None, TRAIN_FRAC=0.6, CCS_TRIES=10, CCS_EPOCHS=1_000,
@@ -204,15 +231,13 @@ NOTEBOOKS: dict[str, NotebookPresets] = {
              "qnli, copa, boolq, piqa), binary contrast pairs",
         # 6 models × 9 datasets × 1,000 examples × ~4 templates × 2 completions × ~120 tokens
         estimate=flops_estimate(
-            sum(HUB_MODELS[m][1] for m in ["FacebookAI/roberta-large-mnli",
-                                           "microsoft/deberta-v2-xxlarge-mnli", "EleutherAI/gpt-j-6b",
-                                           "google-t5/t5-11b", "allenai/unifiedqa-t5-11b",
-                                           "bigscience/T0pp"]) + HUB_MODELS["EleutherAI/gpt-j-6b"][1],
+            billions(*BURNS_MODELS, "EleutherAI/gpt-j-6b"),
             9 * 1_000 * 4 * 2 * 120,
             memory_gb=weights_gb("google-t5/t5-11b") + 4,
             basis="every model (and GPT-J once more for the later sections) reads 9 datasets × "
                   "1,000 examples × ~4 templates × 2 completions of ~120 tokens; one model at a "
                   "time, the largest (T5-11B) sets the memory; probes train in seconds"),
+        model_parameters=("MODEL", "MODELS"),
         differs=("our templates are written in promptsource's style, fewer than the paper's "
                  "promptsource templates (imdb 13, amazon 11, ag_news 8, ...)",
                  "T0++ is read on its encoder like T5 (the paper read T0's decoder)"),
@@ -237,10 +262,11 @@ NOTEBOOKS: dict[str, NotebookPresets] = {
              "human-rated) and the paper's released explanation files, downloaded on request",
         # 2 models × 218 prompts: generation (~250 tokens), then one backward per response token
         estimate=flops_estimate(
-            2 * HUB_MODELS["huggyllama/llama-7b"][1], 218 * 250 * 201, 218 * 250 * 200,
+            billions("huggyllama/llama-7b", "lmsys/vicuna-7b-v1.1"), 218 * 250 * 201, 218 * 250 * 200,
             memory_gb=weights_gb("huggyllama/llama-7b", "lmsys/vicuna-7b-v1.1") + 6,
             basis="both models: 218 prompts, 200 generated tokens, then one backward through "
                   "~250 tokens per response token; attention pairs and FFN PCA add minutes"),
+        model_parameters=("MODEL", "BASE"),
         differs=("our 218 prompts, labelled by code, instead of the paper's 632 human-rated ones",
                  "four layers (one per quarter) for heads and FFNs, not all 32",
                  "the tuned model annotates FFN concepts (the paper: gpt-3.5, 5 seeds)"),
@@ -259,7 +285,7 @@ NOTEBOOKS: dict[str, NotebookPresets] = {
                      STEER_LAYER="the same relative depth as the cpu run (steering is not in the paper)"),
         data="the notebook's prompt; data/contrast/sentiment for the steering direction",
         estimate=flops_estimate(
-            HUB_MODELS["meta-llama/Llama-2-7b-chat-hf"][1], 2 * 33 * 5 * 2 * 60 * 30,
+            billions("meta-llama/Llama-2-7b-chat-hf"), 2 * 33 * 5 * 2 * 60 * 30,
             memory_gb=weights_gb("meta-llama/Llama-2-7b-chat-hf") + 2,
             basis="2 templates × 33 layers × 5 tokens, 30 generated tokens with and without the "
                   "insertion on ~60-token prompts; steering is a few hundred forwards"),
@@ -293,14 +319,15 @@ NOTEBOOKS: dict[str, NotebookPresets] = {
                      RC_LAYER="the MLP of decoder layer 7 (the reinforcement notebook)",
                      JUDGE_MODEL="LLaMA-2-70B-chat, the paper's judge",
                      RC_STEPS="11 steps (the reinforcement notebook)"),
-        data=f"ROME's known_1000.json ({ROME_FACTS} facts) for the cost on known facts",
+        data=f"ROME's known_1000.json ({ROME_FACTS:,} facts) for the cost on known facts",
         estimate=flops_estimate(
-            HUB_MODELS["meta-llama/Llama-2-7b-chat-hf"][1], 3 * ROME_FACTS * 30 * 8 + 11 * 12 * 80 * 50,
+            billions("meta-llama/Llama-2-7b-chat-hf"), 3 * ROME_FACTS * 30 * 8 + 11 * 12 * 80 * 50,
             memory_gb=weights_gb("meta-llama/Llama-2-7b-chat-hf", "meta-llama/Llama-2-70b-chat-hf")
             + 4,
             basis="3 known-fact checks of 1,209 facts × 8 generated tokens, 11 reinforcement steps "
                   "reading 12 tokens with 50 generated tokens; the 70B judge's weights dominate "
                   "the memory (two 80 GB GPUs; set JUDGE_MODEL to a smaller chat model for one)"),
+        model_parameters=("MODEL", "JUDGE_MODEL"),
         differs=("our edit examples (France → Italy, the Eiffel Tower) instead of the repo's "
                  "molotov-cocktail and harmful-prompt ones; the supervised target is read at the "
                  "same layer (the repo: layer 19)",),
@@ -321,18 +348,6 @@ class Preset:
     @property
     def packages(self) -> str:
         return " ".join(p for name in self.embedded for p in EMBEDDED[name]["package"].split())
-
-
-def models_of(values: dict) -> list[str]:
-    """The model names among a notebook's parameter values (``MODEL``, ``MODELS``, ``BASE``,
-    ``JUDGE_MODEL``), in order, without repeats."""
-    found = []
-    for key in MODEL_PARAMETERS:
-        value = values.get(key)
-        for name in value if isinstance(value, (list, tuple)) else [value]:
-            if isinstance(name, str) and name not in found:
-                found.append(name)
-    return found
 
 
 def use_preset(notebook: str, preset: str, namespace: dict, *, show: bool = True) -> Preset:
@@ -357,7 +372,7 @@ def use_preset(notebook: str, preset: str, namespace: dict, *, show: bool = True
         values.update({name: value for name, value in table.paper.items() if name not in changed})
         if show:
             print(describe(notebook, {name: values[name] for name in changed}))
-    embedded = tuple(name for name in models_of(values) if name in EMBEDDED)
+    embedded = tuple(name for name in table.models(values) if name in EMBEDDED)
     return Preset(notebook, preset, values, embedded)
 
 
@@ -375,6 +390,7 @@ def describe(notebook: str, kept: dict | None = None) -> str:
     lines.append(f"  data: {table.data}")
     lines += [f"  differs from the paper: {d}" for d in table.differs]
     estimate = table.estimate
-    lines.append(f"Expected on {GPU}: about {estimate.minutes:,.0f} GPU minutes and "
-                 f"{estimate.memory_gb:,.0f} GB of GPU memory (an estimate: {estimate.basis}).")
+    minutes = f"{estimate.minutes:,.0f}" if estimate.minutes >= 10 else f"{estimate.minutes:.1f}"
+    lines.append(f"Expected on {GPU}: about {minutes} GPU minutes and {estimate.memory_gb:,.0f} GB "
+                 f"of GPU memory (an estimate: {estimate.basis}).")
     return "\n".join(lines)
