@@ -36,8 +36,11 @@ tutorials: setup
 exercises: setup
 	$(BIN)/python -m nbtoolkit.exercises.release notebooks build
 
+# The unit tests; every notebook from the installed wheel on a stand-in Colab with tiny hub models
+# (tests/test_colab_hub.py, its own step); every notebook as written, under nbmake.
 test: setup
 	$(TEST_ENV) $(BIN)/python -m pytest -q tests
+	$(TEST_ENV) $(BIN)/python -m pytest -q -m colab_hub --durations=0 tests/test_colab_hub.py
 	$(NOTEBOOK_ENV) $(BIN)/python -m pytest -q --nbmake --nbmake-timeout=900 --durations=0 notebooks
 
 lab: setup

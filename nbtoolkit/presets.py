@@ -394,3 +394,18 @@ def describe(notebook: str, kept: dict | None = None) -> str:
     lines.append(f"Expected on {GPU}: about {minutes} GPU minutes and {estimate.memory_gb:,.0f} GB "
                  f"of GPU memory (an estimate: {estimate.basis}).")
     return "\n".join(lines)
+
+
+def paper_table() -> str:
+    """The README's table of the paper presets: notebook, paper, model(s), data, GPU estimate."""
+    rows = [["notebook", "`PRESET = \"paper\"` reproduces", "model(s)", "data",
+             "GPU min (est.)", "GPU memory (est.)"], ["---"] * 6]
+    for notebook, table in NOTEBOOKS.items():
+        values = table.values("paper")
+        models = ", ".join(f"`{m}`" + (f" ({NOT_HUB_MODELS[m]})" if m in NOT_HUB_MODELS else "")
+                           for m in table.models(values))
+        estimate = table.estimate
+        rows.append([notebook, table.paper_name, models, table.data,
+                     f"{estimate.minutes:,.0f}" if estimate.minutes >= 1 else "< 1",
+                     f"{estimate.memory_gb:,.0f} GB"])
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n"

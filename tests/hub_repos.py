@@ -73,10 +73,11 @@ def dataset_rows(kind: str, split: str) -> list[dict]:
     return rows
 
 
-def write_dataset_repos(root: Path) -> dict[str, Path]:
-    """Every repository of :data:`REPOS` under ``root``; returns repo id -> folder."""
+def write_dataset_repos(root: Path, repos=tuple(REPOS)) -> dict[str, Path]:
+    """The ``repos`` of :data:`REPOS` under ``root``; returns repo id -> folder."""
     folders = {}
-    for repo, configs in REPOS.items():
+    for repo in repos:
+        configs = REPOS[repo]
         folder = root / repo.replace("/", "--")
         card = ["---", "configs:"]
         for config, (kind, subdir, splits) in configs.items():
@@ -109,3 +110,76 @@ def write_file(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+# ---------------------------------------------------------------- tiny models in the hub's layout
+
+CHATML = ("{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}"
+          "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def train_tokenizer(texts: list[str], vocab_size: int = 1024):
+    """A byte-level BPE tokenizer trained on ``texts``, digits split one by one (as LLaMA's), with
+    SmolLM2's special tokens: the kind of tokenizer a hub model ships, in seconds."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                     pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    backend.decoder = decoders.ByteLevel()
+    backend.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<|im_start|>",
+                                   eos_token="<|im_end|>", pad_token="<|im_end|>",
+                                   unk_token="<|endoftext|>")
+
+
+def taught_model(tokenizer, facts: list[dict], seed: int, steps: int = 80):
+    """A 2-block LLaMA (d = 64) trained until it completes most facts' prompts with their
+    attributes (so causal tracing has facts it knows), nothing else. One thread: on a model this
+    small, a second one only waits."""
+    import torch
+
+    from nbtoolkit import tiny_model
+
+    lm = tiny_model("llama", n_layers=2, d_model=64, seed=seed, context=1024, tokenizer=tokenizer)
+    texts = [f"{f['prompt']} {f['attribute']}{tokenizer.eos_token}" for f in facts]
+    batch = tokenizer(texts, return_tensors="pt", padding=True)
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    optimizer = torch.optim.Adam(lm.model.parameters(), lr=1e-2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            lm.model.train()
+            for _ in range(steps):
+                optimizer.zero_grad()
+                lm.model(**batch, labels=labels).loss.backward()
+                optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
+        lm.model.eval()
+    return lm
+
+
+def write_model_repos(root: Path, corpus: list[str], facts: list[dict]) -> dict[str, Path]:
+    """``nbtoolkit-test/tiny-llama`` (a base model) and ``nbtoolkit-test/tiny-llama-chat`` (the
+    same tokenizer with a ChatML chat template, another seed): a base/instruct pair of one
+    family, saved as ``save_pretrained`` writes a hub repository."""
+    texts = [f"{f['prompt']} {f['attribute']}" for f in facts] * 20  # so " Italy" is one token, as in
+    tokenizer = train_tokenizer(corpus + texts)                       # real vocabularies
+    folders = {}
+    for repo, seed, chat in [("nbtoolkit-test/tiny-llama", 0, False),
+                             ("nbtoolkit-test/tiny-llama-chat", 1, True)]:
+        lm = taught_model(tokenizer, facts, seed)
+        folder = root / repo.replace("/", "--")
+        lm.model.save_pretrained(folder)
+        if chat:
+            tokenizer.chat_template = CHATML
+        tokenizer.save_pretrained(folder)
+        folders[repo] = folder
+    return folders

@@ -9,7 +9,7 @@ import nbformat
 from nbtoolkit.presets import COLAB_BADGE, INSTALL_SOURCE, SOURCE_VARIABLE
 
 try:
-    import tomllib
+    import tomllib  # novermin (3.11+; 3.10 takes the except branch)
 except ModuleNotFoundError:  # Python 3.10: pytest's own TOML parser, the same API
     import tomli as tomllib
 
