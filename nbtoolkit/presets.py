@@ -75,6 +75,10 @@ class GpuEstimate:
     memory_gb: float
     basis: str
 
+    @property
+    def text_minutes(self) -> str:
+        return f"{self.minutes:,.0f}" if self.minutes >= 10 else f"{self.minutes:.1f}"
+
 
 def flops_estimate(billions: float, forward_tokens: float, backward_tokens: float = 0.0, *,
                    memory_gb: float, basis: str) -> GpuEstimate:
@@ -390,9 +394,8 @@ def describe(notebook: str, kept: dict | None = None) -> str:
     lines.append(f"  data: {table.data}")
     lines += [f"  differs from the paper: {d}" for d in table.differs]
     estimate = table.estimate
-    minutes = f"{estimate.minutes:,.0f}" if estimate.minutes >= 10 else f"{estimate.minutes:.1f}"
-    lines.append(f"Expected on {GPU}: about {minutes} GPU minutes and {estimate.memory_gb:,.0f} GB "
-                 f"of GPU memory (an estimate: {estimate.basis}).")
+    lines.append(f"Expected on {GPU}: about {estimate.text_minutes} GPU minutes and "
+                 f"{estimate.memory_gb:,.0f} GB of GPU memory (an estimate: {estimate.basis}).")
     return "\n".join(lines)
 
 
@@ -404,8 +407,6 @@ def paper_table() -> str:
         values = table.values("paper")
         models = ", ".join(f"`{m}`" + (f" ({NOT_HUB_MODELS[m]})" if m in NOT_HUB_MODELS else "")
                            for m in table.models(values))
-        estimate = table.estimate
-        rows.append([notebook, table.paper_name, models, table.data,
-                     f"{estimate.minutes:,.0f}" if estimate.minutes >= 1 else "< 1",
-                     f"{estimate.memory_gb:,.0f} GB"])
+        rows.append([notebook, table.paper_name, models, table.data, table.estimate.text_minutes,
+                     f"{table.estimate.memory_gb:,.0f} GB"])
     return "\n".join("| " + " | ".join(row) + " |" for row in rows) + "\n"

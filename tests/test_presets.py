@@ -199,3 +199,27 @@ def test_readme_holds_the_generated_paper_table():
                       r"(.*?)<!-- end of paper presets -->", readme, re.S)
     assert found and found.group(1) == paper_table(), \
         "README's paper presets table is stale: paste nbtoolkit.presets.paper_table() between the markers"
+
+
+def test_make_tutorials_passes_preset_model_and_parameters_through_papermill(tmp_path, monkeypatch):
+    """`make tutorials PRESET=paper MODEL=...` (plus -p NAME=VALUE): a notebook's executed copy ran
+    with the values injected after its parameters cell, and only with the parameters it has."""
+    import nbtoolkit.presets as presets
+    from nbtoolkit import tutorials
+
+    monkeypatch.setitem(presets.NOTEBOOKS, "99_toy", presets.NotebookPresets(
+        paper_name="a paper", cpu=dict(MODEL="m", N=1, K=2), paper=dict(N=10),
+        sources=dict(N="s"), data="d", estimate=presets.GpuEstimate(1.0, 1.0, "b")))
+    cells = [nbformat.v4.new_code_cell('PRESET = "cpu"\nMODEL = "m"\nN = 1\nK = 2',
+                                       metadata={"tags": ["parameters"]}),
+             nbformat.v4.new_code_cell("print(PRESET, MODEL, N, K)")]
+    kernel = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    (tmp_path / "notebooks").mkdir()
+    nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata=kernel),
+                   tmp_path / "notebooks" / "99_toy.ipynb")
+    assert tutorials.main([str(tmp_path / "notebooks"), str(tmp_path / "build"), "--preset", "paper",
+                           "--model", "mine", "-p", "K=[5]", "-p", "UNKNOWN=1"]) == 0
+    executed = nbformat.read(tmp_path / "build" / "notebooks" / "99_toy.ipynb", as_version=4)
+    assert executed.cells[-1].outputs[0]["text"] == "paper mine 1 [5]\n"
+    assert "UNKNOWN" not in executed.cells[1].source  # the injected cell
+    assert (tmp_path / "build" / "index.html").exists()
