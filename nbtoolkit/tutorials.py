@@ -2,33 +2,44 @@
 
 Writes executed copies and HTML to ``build/notebooks/``, an index page ``build/index.html``
 linking them and the results tables in ``build/results/``, and prints seconds and pass/fail per
-notebook. Exits non-zero when a notebook fails. Needs the ``dev`` extra (nbclient, nbconvert).
+notebook. Exits non-zero when a notebook fails. Needs the ``dev`` extra (papermill, nbconvert).
+
+Parameters go in through papermill (after each notebook's ``parameters`` cell): ``--preset
+paper`` (see :mod:`nbtoolkit.presets`), ``--model NAME`` (each notebook's ``MODEL``, but 03's,
+whose network is trained in the notebook) and ``-p NAME=VALUE`` (a Python literal, else a
+string) for any other; a notebook receives only the parameters it has.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import html
 import sys
 import time
 from pathlib import Path
 
+from .presets import NOTEBOOKS, PRESETS
 
-def run_notebook(path: Path, out_dir: Path, timeout: int = 900) -> tuple[bool, float, str]:
-    """Execute one notebook in its own folder; save the executed copy and its HTML."""
+
+def run_notebook(path: Path, out_dir: Path, timeout: int = 900,
+                 parameters: dict | None = None) -> tuple[bool, float, str]:
+    """Execute one notebook in its own folder with papermill ``parameters``; save the executed
+    copy and its HTML."""
     import nbformat
-    from nbclient import NotebookClient
+    import papermill
     from nbconvert import HTMLExporter
 
-    notebook = nbformat.read(path, as_version=4)
+    output = out_dir / path.name
     start, error = time.perf_counter(), ""
     try:
-        NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+        papermill.execute_notebook(path, output, parameters=parameters or {}, kernel_name="python3",
+                                   cwd=path.parent, execution_timeout=timeout, progress_bar=False)
     except Exception as exc:  # report and go on to the next notebook
         error = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
     seconds = time.perf_counter() - start
-    nbformat.write(notebook, out_dir / path.name)
+    notebook = nbformat.read(output if output.exists() else path, as_version=4)
+    nbformat.write(notebook, output)
     body, _ = HTMLExporter().from_notebook_node(notebook)
     (out_dir / path.with_suffix(".html").name).write_text(body)
     return not error, seconds, error
@@ -52,12 +63,43 @@ def write_index(build: Path, rows: list[tuple[str, bool, float, str]]) -> Path:
     return path
 
 
+def parameter(text: str) -> tuple[str, object]:
+    """``NAME=VALUE`` -> (name, value): a Python literal (``10``, ``None``, ``[0, 1]``), else the
+    text itself."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"parameters are NAME=VALUE, e.g. N_FACTS=10; got {text!r}")
+    try:
+        return name, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return name, value
+
+
+def notebook_parameters(notebook: str, preset: str | None, model: str | None,
+                        given: dict) -> dict:
+    """The papermill parameters ``notebook`` receives: those of its parameters cell only."""
+    if notebook not in NOTEBOOKS:
+        raise ValueError(f"{notebook} has no presets in nbtoolkit.presets.NOTEBOOKS")
+    own = NOTEBOOKS[notebook].cpu
+    chosen = {name: value for name, value in given.items() if name in own}
+    if model is not None and own["MODEL"] != "mlp-16":  # 03's MODEL names the network it trains
+        chosen["MODEL"] = model
+    if preset is not None:
+        chosen["PRESET"] = preset
+    return chosen
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", type=Path, nargs="?", default=Path("notebooks"))
     parser.add_argument("build", type=Path, nargs="?", default=Path("build"))
     parser.add_argument("--only", nargs="*", help="notebook names (or prefixes) to run")
+    parser.add_argument("--preset", choices=PRESETS, help="every notebook's PRESET")
+    parser.add_argument("--model", help="every notebook's MODEL (but 03's)")
+    parser.add_argument("-p", "--parameter", type=parameter, action="append", default=[],
+                        metavar="NAME=VALUE", help="a parameter of the notebooks that have it")
     args = parser.parse_args(argv)
+    given = dict(args.parameter)
     out_dir = args.build / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = sorted(args.notebooks.glob("*.ipynb"))
@@ -66,7 +108,8 @@ def main(argv=None) -> int:
     rows = []
     for path in paths:
         print(f"running {path.name} ...", flush=True)
-        ok, seconds, error = run_notebook(path.resolve(), out_dir)
+        parameters = notebook_parameters(path.stem, args.preset, args.model or None, given)
+        ok, seconds, error = run_notebook(path.resolve(), out_dir, parameters=parameters)
         rows.append((path.name, ok, seconds, error))
         print(f"  {'pass' if ok else 'FAIL'}  {seconds:6.0f} s  {error}", flush=True)
     index = write_index(args.build, rows)

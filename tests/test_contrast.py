@@ -93,6 +93,6 @@ def test_hub_dataset_offline_gives_a_clear_error(monkeypatch):
 def test_hub_templates_format():
     for name, info in contrast.HF_DATASETS.items():
         assert len(info["templates"]) >= 3
-        row = {k: "x" for k in info["fields"]}
+        row = {k: "x" for k in [*info["fields"], "choice1", "choice2"]}  # binarized: both choices
         for t in info["templates"]:
             assert t.format(**row) and not t.endswith(" ")

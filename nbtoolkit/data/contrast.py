@@ -10,9 +10,11 @@ of label 0. A reporter's probability is the probability that label 1 is correct.
 Misleading prefix (Burns et al. Table 3): ``load_contrast(..., prefix=MISLEADING_PREFIX)`` puts a
 text before every prompt that asks for wrong answers; any other string works too.
 
-Sources: the project's own datasets in ``data/contrast/*.json`` (schema in its README), and,
-when the Hugging Face hub is reachable, ``imdb``, ``amazon_polarity`` and ``boolq`` with a few
-templates written here in the style of promptsource.
+Sources: the project's own datasets in ``data/contrast/*.json`` (schema in its README), and
+Burns et al.'s datasets on the Hugging Face hub (:data:`HF_DATASETS`: ``imdb``,
+``amazon_polarity``, ``ag_news``, ``dbpedia_14``, ``rte``, ``qnli``, ``copa``, ``boolq``,
+``piqa``), downloaded by `datasets` into its cache, with templates written here in the style of
+promptsource.
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ import numpy as np
 
 from .files import data_path
 
-# Templates for hub datasets. Fields are the dataset's own columns; the answer follows after a space.
+# Burns et al.'s datasets on the Hugging Face hub (read with `datasets`, never bundled): where each
+# lives (``path``, config ``name``, ``split``), its columns (``fields``: template field -> column;
+# ``label``), the answers (``choices``: the label-0 answer, then the label-1 one) and templates
+# written here in the style of promptsource and Burns' code; the answer follows after a space.
+# Multi-class datasets (``label_words``) become binary as Burns did: each example offers its true
+# class and one other at random, in random order, as choices 1 and 2; its label says which is true.
+# story_cloze is not here: its data is a manual download. Tests: tests/test_data_loaders.py.
 HF_DATASETS: dict[str, dict] = {
     "imdb": dict(path="stanfordnlp/imdb", split="test", choices=["negative", "positive"],
                  fields={"text": "text"}, label="label",
@@ -41,12 +49,70 @@ HF_DATASETS: dict[str, dict] = {
                                        "{title}. {text}\nThe sentiment of this product review is",
                                        "Product review: \"{text}\" Is the customer satisfied? "
                                        "The review is"]),
+    "ag_news": dict(path="fancyzhx/ag_news", split="test", choices=["1", "2"],
+                    fields={"text": "text"}, label="label",
+                    label_words=["world politics", "sports", "business", "science and technology"],
+                    templates=["Consider the following example: \"{text}\"\nChoice 1: {choice1}. "
+                               "Choice 2: {choice2}. Between choice 1 and choice 2, the topic of "
+                               "this example is choice",
+                               "News article: {text}\nIs this article about {choice1} (1) or "
+                               "{choice2} (2)? Answer:",
+                               "{text}\nWhich section of a newspaper would this article appear "
+                               "in, 1: {choice1}, or 2: {choice2}? Answer:"]),
+    "dbpedia_14": dict(path="fancyzhx/dbpedia_14", split="test", choices=["1", "2"],
+                       fields={"title": "title", "text": "content"}, label="label",
+                       label_words=["company", "educational institution", "artist", "athlete",
+                                    "office holder", "means of transportation", "building",
+                                    "natural place", "village", "animal", "plant", "album",
+                                    "film", "written work"],
+                       templates=["Consider the following example: \"{title}. {text}\"\nChoice 1: "
+                                  "{choice1}. Choice 2: {choice2}. Between choice 1 and choice 2, "
+                                  "the topic of this example is choice",
+                                  "{title}: {text}\nIs {title} a kind of {choice1} (1) or "
+                                  "{choice2} (2)? Answer:",
+                                  "Title: {title}\nText: {text}\nThe category of this text, 1: "
+                                  "{choice1}, or 2: {choice2}, is"]),
+    "rte": dict(path="nyu-mll/glue", name="rte", split="train+validation", choices=["yes", "no"],
+                fields={"premise": "sentence1", "hypothesis": "sentence2"}, label="label",
+                templates=["{premise}\nQuestion: Does this imply that \"{hypothesis}\"? Yes or "
+                           "no? Answer:",
+                           "{premise}\nQuestion: {hypothesis} True or false? The hypothesis "
+                           "follows, yes or no:",
+                           "Given that \"{premise}\", is it guaranteed true that "
+                           "\"{hypothesis}\"? Answer:"]),
+    "qnli": dict(path="nyu-mll/glue", name="qnli", split="validation", choices=["yes", "no"],
+                 fields={"question": "question", "sentence": "sentence"}, label="label",
+                 templates=["Question: {question}\nSentence: {sentence}\nDoes the sentence "
+                            "answer the question? Answer:",
+                            "Can the question \"{question}\" be answered by \"{sentence}\"? "
+                            "Answer:",
+                            "{sentence}\nDoes this sentence contain the answer to \"{question}\""
+                            "? Yes or no? Answer:"]),
+    "copa": dict(path="aps/super_glue", name="copa", split="train+validation", choices=["1", "2"],
+                 fields={"premise": "premise", "question": "question", "choice1": "choice1",
+                         "choice2": "choice2"}, label="label",
+                 templates=["Premise: {premise}\nWhat was the {question}?\nChoice 1: {choice1}\n"
+                            "Choice 2: {choice2}\nThe more plausible {question} is choice",
+                            "{premise} What is the {question}: 1) {choice1} or 2) {choice2}? "
+                            "Answer:",
+                            "Consider \"{premise}\" Which {question} is more likely, 1: "
+                            "\"{choice1}\", or 2: \"{choice2}\"? Answer:"]),
     "boolq": dict(path="google/boolq", split="validation", choices=["No", "Yes"],
                   fields={"passage": "passage", "question": "question"}, label="answer",
                   templates=["{passage}\nQuestion: {question}?\nAnswer:",
                              "Passage: {passage}\nAfter reading this passage, is it true that "
                              "{question}? Answer:",
                              "{passage}\nBased on the passage, {question}? Yes or No? Answer:"]),
+    # the PIQA authors' repository (ybisk/piqa) holds a loading script, which `datasets` no longer
+    # runs; this is its data as parquet, the copy lm-evaluation-harness reads
+    "piqa": dict(path="baber/piqa", split="validation", choices=["1", "2"],
+                 fields={"goal": "goal", "solution1": "sol1", "solution2": "sol2"}, label="label",
+                 templates=["Goal: {goal}\nSolution 1: {solution1}\nSolution 2: {solution2}\n"
+                            "The better solution is",
+                            "How would you do this: {goal}? 1) {solution1} 2) {solution2} "
+                            "Answer:",
+                            "To {goal}, is it better to 1: {solution1}, or 2: {solution2}? "
+                            "Answer:"]),
 }
 
 
@@ -197,13 +263,19 @@ def _load_hub(name, templates, n, seed) -> list[ContrastSet]:
         data = datasets.load_dataset(*args, split=info["split"])
     except Exception as error:  # offline, missing builder, network error: one clear message
         raise RuntimeError(
-            f"could not load {name!r} from the Hugging Face hub ({type(error).__name__}: {error}). "
-            f"Hub datasets need network access (HF_HUB_OFFLINE must not be 1); the offline "
-            f"datasets are {', '.join(local_datasets())}.") from error
+            f"could not load {name!r} from the Hugging Face hub ({info['path']}; "
+            f"{type(error).__name__}: {error}). A hub dataset is downloaded once into the "
+            f"Hugging Face cache; offline (HF_HUB_OFFLINE=1) only a cached copy loads. The "
+            f"offline datasets are {', '.join(local_datasets())}.") from error
     labels = np.asarray(data[info["label"]], dtype=np.int64)
+    if "label_words" in info:
+        labels, choice_classes = _binarize(labels, len(info["label_words"]), seed)
     idx = balanced_subsample(labels, n, seed)
     rows = data.select(idx.tolist())
     columns = {key: rows[col] for key, col in info["fields"].items()}
+    if "label_words" in info:
+        for key, classes in choice_classes.items():
+            columns[key] = [info["label_words"][c] for c in classes[idx]]
     sets = []
     for t in chosen:
         template = info["templates"][t]
@@ -212,3 +284,17 @@ def _load_hub(name, templates, n, seed) -> list[ContrastSet]:
         sets.append(ContrastSet(name, template, t, tuple(info["choices"]), prompts,
                                 labels[idx].copy(), idx.astype(np.int64), source=f"hub:{info['path']}"))
     return sets
+
+
+def _binarize(classes: np.ndarray, n_classes: int, seed: int) -> tuple[np.ndarray, dict]:
+    """A multi-class dataset as binary choices (Burns et al.): example i offers its class and one
+    other drawn at random, in random order (seeded), as ``choice1`` and ``choice2``; its label is 1
+    when the true class is ``choice2``. Returns the labels [n] and each choice's class [n]."""
+    if classes.min() < 0 or classes.max() >= n_classes:
+        raise ValueError(f"labels must be classes 0..{n_classes - 1}, got "
+                         f"{classes.min()}..{classes.max()}")
+    rng = np.random.default_rng(seed)
+    other = (classes + rng.integers(1, n_classes, size=len(classes))) % n_classes
+    second = rng.integers(0, 2, size=len(classes))  # 1: the true class is choice 2
+    return second.astype(np.int64), {"choice1": np.where(second == 1, other, classes),
+                                     "choice2": np.where(second == 1, classes, other)}

@@ -1,16 +1,20 @@
-"""Known facts in ROME's known_1000 layout: the project's own, and ROME's when online.
+"""Known facts in ROME's known_1000 layout: the project's own, and ROME's (downloaded once).
 
     facts = load_facts()                    # 589 records of data/facts/known_facts.json
+    facts = load_rome_known_1000()          # ROME's 1,209 (downloaded into the cache, never bundled)
     known = filter_known(lm, facts)         # the ones the model completes correctly
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import torch
 
+from ..core.files import atomic_write
+from ..core.loading import cache_dir
 from .files import data_path
 
 FACT_FIELDS = ("known_id", "subject", "attribute", "template", "prompt", "relation_id")
@@ -24,30 +28,48 @@ def load_facts(path: str | Path | None = None) -> list[dict]:
     if not path.exists():
         raise ValueError(f"no facts file at {str(path)!r}; the project's facts live in "
                          f"{str(data_path('facts', 'known_facts.json'))!r}")
-    records = json.loads(path.read_text())
-    if not isinstance(records, list):
-        raise ValueError(f"{str(path)!r} must hold a JSON list of fact records")
+    return check_facts(json.loads(path.read_text()), repr(str(path)))
+
+
+def check_facts(records, source: str) -> list[dict]:
+    """``records`` if it is a list of fact records with at least ``subject``, ``attribute`` and
+    ``prompt``; else ``ValueError`` naming ``source`` and the first bad record."""
+    if not isinstance(records, list) or not records:
+        raise ValueError(f"{source} must hold a non-empty JSON list of fact records")
     for i, record in enumerate(records):
-        missing = [f for f in ("subject", "attribute", "prompt") if f not in record]
+        missing = [f for f in ("subject", "attribute", "prompt")
+                   if not isinstance(record, dict) or not isinstance(record.get(f), str)]
         if missing:
-            raise ValueError(f"{str(path)!r}: record {i} lacks the fields {missing}; expected "
+            raise ValueError(f"{source}: record {i} lacks the fields {missing} (text); expected "
                              f"{list(FACT_FIELDS)}")
     return records
 
 
-def load_rome_known_1000(url: str = ROME_KNOWN_URL, timeout: float = 30.0) -> list[dict]:
-    """ROME's own ``known_1000.json`` (1,209 facts about GPT-2 XL) from its public URL.
+def rome_known_1000_path(url: str = ROME_KNOWN_URL) -> Path:
+    """Where the download of ``url`` is kept: ``<NBTOOLKIT_CACHE>/rome/<hash of url>/known_1000.json``."""
+    return cache_dir() / "rome" / hashlib.sha256(url.encode()).hexdigest()[:12] / "known_1000.json"
 
-    Online only; raises ``ValueError`` naming the URL when it cannot be fetched.
+
+def load_rome_known_1000(url: str = ROME_KNOWN_URL, timeout: float = 30.0) -> list[dict]:
+    """ROME's own ``known_1000.json`` (1,209 facts GPT-2 XL knows; fields as :func:`load_facts`
+    plus ``prediction``), downloaded from ``url`` once into :func:`rome_known_1000_path` and read
+    from there afterwards, offline too. Checked before it is kept; ``ValueError`` naming the URL
+    when it cannot be fetched or is not a list of facts.
     """
     from urllib.request import urlopen
 
+    path = rome_known_1000_path(url)
+    if path.exists():
+        return check_facts(json.loads(path.read_text(encoding="utf-8")), repr(str(path)))
     try:
-        with urlopen(url, timeout=timeout) as response:  # noqa: S310 (a fixed https URL)
-            records = json.loads(response.read().decode("utf-8"))
+        with urlopen(url, timeout=timeout) as response:  # noqa: S310 (ROME's https URL by default)
+            data = response.read()
+        records = check_facts(json.loads(data.decode("utf-8")), url)
     except (OSError, ValueError) as error:
-        raise ValueError(f"cannot fetch ROME's known_1000.json from {url} ({error}); offline, "
-                         f"use load_facts() (the project's own facts, same layout)") from error
+        raise ValueError(f"cannot fetch ROME's known_1000.json from {url} ({error}); it is "
+                         f"downloaded once into {path.parent}; offline, use load_facts() (the "
+                         f"project's own facts, same layout)") from error
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
     return records
 
 

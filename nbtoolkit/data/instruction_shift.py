@@ -67,11 +67,14 @@ def released_available(folder: str | Path | None = None) -> bool:
     return all((root / path).exists() for path in released_files())
 
 
-def download_released(folder: str | Path | None = None, *, timeout: float = 60.0) -> Path:
+def download_released(folder: str | Path | None = None, *, timeout: float = 60.0,
+                      raw_url: str = RAW_URL) -> Path:
     """Fetch the released files at :data:`COMMIT` into ``folder`` (skipping those already there).
 
-    Each file is written atomically. Raises ``ValueError`` naming the file and URL when one
-    cannot be fetched (offline, moved) or is a Git LFS pointer instead of the table.
+    ``raw_url``: where a file lives, with ``{repository}``, ``{commit}`` and ``{path}`` (default:
+    GitHub's raw files). Each file is written atomically. Raises ``ValueError`` naming the file
+    and URL when one cannot be fetched (offline, moved) or is a Git LFS pointer instead of the
+    table.
     """
     from urllib.request import urlopen
 
@@ -80,7 +83,7 @@ def download_released(folder: str | Path | None = None, *, timeout: float = 60.0
         target = root / path
         if target.exists():
             continue
-        url = RAW_URL.format(repository=REPOSITORY, commit=COMMIT, path=path)
+        url = raw_url.format(repository=REPOSITORY, commit=COMMIT, path=path)
         try:
             with urlopen(url, timeout=timeout) as response:  # noqa: S310 (a fixed https URL)
                 data = response.read()
