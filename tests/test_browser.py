@@ -48,8 +48,14 @@ def lab(tmp_path_factory):
     (student,) = release(source, tmp_path_factory.mktemp("build"))
     (root / "student").mkdir()
     shutil.copy(student, root / STUDENT)
+    # every cell in the DOM (no virtual scrolling), so the test can click any cell it names
+    settings_dir = tmp_path_factory.mktemp("settings")
+    settings = settings_dir / "@jupyterlab" / "notebook-extension"
+    settings.mkdir(parents=True)
+    (settings / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
     port = _free_port()
-    env = {**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    env = {**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+           "JUPYTERLAB_SETTINGS_DIR": str(settings_dir)}
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
          f"--ServerApp.token={TOKEN}", f"--ServerApp.root_dir={root}", "--allow-root"],
@@ -87,7 +93,7 @@ def page(lab):
 
 
 def open_notebook(page, lab: str, path: str) -> None:
-    page.goto(f"{lab}/lab/tree/{path}?token={TOKEN}")
+    page.goto(f"{lab}/lab/tree/{path}?reset&token={TOKEN}")  # reset: only this notebook open
     page.wait_for_selector(".jp-Notebook", timeout=120_000)
     page.wait_for_selector("text=Python 3 (ipykernel) | Idle", timeout=300_000)
 

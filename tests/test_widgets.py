@@ -51,7 +51,7 @@ def test_training_monitor_tracks_history_and_redraws():
 def test_token_view_colours_by_score():
     view = token_view(["The", " <cat>"], [0.0, 2.0])
     assert "&lt;cat&gt;" in view.value and 'title="2"' in view.value
-    with pytest.raises(ValueError, match="2 tokens but 1 scores"):
+    with pytest.raises(ValueError, match=r"2 tokens but scores of shape \(1,\); expected \[2\]"):
         token_view(["a", "b"], [1.0])
     with pytest.raises(TypeError, match="control 'x'"):
         explore(lambda x: plt.figure(), x=3.5)
