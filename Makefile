@@ -46,6 +46,8 @@ test: setup
 lab: setup
 	$(BIN)/jupyter lab notebooks
 
+# The peers' rows (pyvene, nnsight) need the optional extra: $(BIN)/pip install -e ".[bench]";
+# without it they are skipped with a message.
 bench: setup
 	$(TEST_ENV) $(BIN)/python benchmarks/run.py
 

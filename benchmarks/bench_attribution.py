@@ -1,4 +1,5 @@
-"""Attribution: ours (default method) vs the paper's loop (one forward, one backward per response token)."""
+"""Attribution: ours (default method) vs the paper's loop (one forward, one backward per response
+token), with trainable and with frozen weights."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch
 import nbtoolkit as nb
 from nbtoolkit.attribution import input_output_attribution
 
-from timing import row, side_by_side
+from timing import STATES, row, side_by_side, weights
 
 PROMPT = "Write a one-sentence description of the ocean. Answer in all capital letters."
 RESPONSE = "THE OCEAN IS VAST AND DEEP."
@@ -32,13 +33,18 @@ def run() -> list[dict]:
     ours = input_output_attribution(lm, PROMPT, RESPONSE).scores
     ref = reference(lm, PROMPT, RESPONSE)
     assert torch.allclose(ours, ref, rtol=1e-3, atol=1e-6), "benchmark implementations disagree"
-    t = side_by_side({"ours": lambda: input_output_attribution(lm, PROMPT, RESPONSE),
-                      "paper": lambda: reference(lm, PROMPT, RESPONSE)}, repeats=5, warmup=1)
-    return [row("input_output_attribution vs the paper's loop (default model)", t["ours"],
-                t["paper"], "<= 1.0",
-                f"{tuple(ours.shape)} matrix; paper = 1 forward + 1 backward per response token")]
+    rows = []
+    for state in STATES:
+        with weights(lm.model, state):
+            t = side_by_side({"ours": lambda: input_output_attribution(lm, PROMPT, RESPONSE),
+                              "paper": lambda: reference(lm, PROMPT, RESPONSE)}, repeats=5, warmup=1)
+        rows.append(row("input_output_attribution vs the paper's loop (default model)", t["ours"],
+                        t["paper"], "<= 1.0",
+                        f"{tuple(ours.shape)} matrix; paper = 1 forward + 1 backward per response "
+                        f"token", state))
+    return rows
 
 
 if __name__ == "__main__":
-    for row in run():
-        print(row)
+    for r in run():
+        print(r)

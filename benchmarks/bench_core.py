@@ -1,5 +1,5 @@
-"""The patching core on the default model, batch 8 x 64 tokens: capture and Set vs a plain forward;
-loading from the cache vs from the GGUF file."""
+"""The patching core on the default model, batch 8 x 64 tokens: capture and Set vs a plain forward,
+with trainable and with frozen weights; loading from the cache vs from the GGUF file."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 import nbtoolkit as nb
 from nbtoolkit.core.loading import gguf_path
 
-from timing import row, side_by_side
+from timing import STATES, row, side_by_side, weights
 
 
 def run() -> list[dict]:
@@ -34,11 +34,16 @@ def run() -> list[dict]:
         with torch.no_grad(), nb.patch(lm, {"layer.15": nb.Set(source["layer.15"], at=[10, 20])}):
             lm.model(**batch)
 
-    t = side_by_side({"plain": plain, "capture": capture_all, "set": interchange}, repeats=12)
-    rows = [
-        row("capture every layer.{i} vs plain forward (8x64)", t["capture"], t["plain"], "<= 1.05"),
-        row("one Set interchange vs plain forward (8x64)", t["set"], t["plain"], "<= 1.05"),
-    ]
+    rows = []
+    for state in STATES:
+        with weights(lm.model, state):
+            t = side_by_side({"plain": plain, "capture": capture_all, "set": interchange}, repeats=12)
+        rows += [
+            row("capture every layer.{i} vs plain forward (8x64)", t["capture"], t["plain"],
+                "<= 1.05", state=state),
+            row("one Set interchange vs plain forward (8x64)", t["set"], t["plain"], "<= 1.05",
+                state=state),
+        ]
 
     start = time.perf_counter()
     nb.load_model(nb.DEFAULT_MODEL)

@@ -7,7 +7,8 @@ captured beforehand (they do not depend on the rotation). It sets the batch's so
 backpropagates into the rotation and takes ``train_das``'s Adam step. The reference: the same
 model and batch with trainable weights, forward, cross-entropy, backward (no optimiser step). The two are
 timed alternately, a few consecutive steps each (as in a training loop), and the medians
-of ``repeats`` are compared.
+of ``repeats`` are compared. One weights state only: ``train_das`` freezes the model whatever
+state it comes in, and the reference needs trainable weights (its backward fills their gradients).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from nbtoolkit.das import (BoundlessRotatedSubspace, RotatedSubspace, capture_so
 from nbtoolkit.das.forward import device_of, interchange_for
 from nbtoolkit.das.train import CurrentInterchange, das_step
 from nbtoolkit.tasks import hierarchical_equality as he
+
+from timing import row
 
 
 def _per_step(fn, steps: int) -> float:
@@ -62,7 +65,7 @@ def _compare(name, model, site, batch, source, intervention, at, repeats, note, 
             ours.append(_per_step(step, steps))
         ref.append(_per_step(plain, steps))
     o, r = statistics.median(ours), statistics.median(ref)
-    return dict(benchmark=name, ours_s=o, reference_s=r, ratio=o / r, goal="<= 1.3", note=note)
+    return row(name, o, r, "<= 1.3", note, "frozen")
 
 
 def run(repeats: int = 15) -> list[dict]:

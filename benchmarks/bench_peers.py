@@ -1,18 +1,19 @@
 """nbtoolkit side by side with its peers, pyvene and nnsight, and a hand-written hook, on the
-default model's weights, in one run (with trainable and with frozen weights):
+default model's weights, in one run, with trainable and with frozen weights:
 
     capture      every block's output, batch 8 x 64 tokens
     interchange  block 15's output at positions 10 and 20 from a pre-captured source run
     30 sites     the same interchange at every block at once
     steering     20 greedy tokens with a vector added to block 15's output on every pass
-    tracing      ROME's causal trace of one prompt (hidden kind, 10 samples) against the loop of
-                 pyvene's causal-tracing tutorial: one IntervenableModel and one forward per cell
+    tracing      ROME's causal trace of one prompt (hidden kind, 10 samples) against each peer's
+                 tutorial-style loop: one forward per (token, layer) cell (pyvene: a new
+                 IntervenableModel per cell, as its causal-tracing tutorial)
 
 Each candidate runs once first and its numbers (activations, logits, scores) are compared with
 the hand-written hook's (tracing: with nbtoolkit's); a disagreement stops the benchmark. Only then
-are they timed, interleaved. Ratios are to the plain forward (tracing: nbtoolkit / pyvene's loop).
-The peers come with the optional extra, ``pip install -e ".[bench]"``; a peer that is not
-installed is skipped with a message.
+are they timed, interleaved (tracing: one run each). Ratios are to the plain forward or generate
+(tracing: nbtoolkit / the fastest peer loop). The peers come with the optional extra,
+``pip install -e ".[bench]"``; a peer that is not installed is skipped with a message.
 
     python benchmarks/bench_peers.py      # or `make bench`
 """
@@ -32,11 +33,12 @@ import nbtoolkit as nb
 from nbtoolkit.core.anatomy import resolve_site
 from nbtoolkit.tracing import causal_trace, resolve_noise
 
-from timing import STATES, side_by_side, weights
+from timing import STATES, row, side_by_side, weights
 
+PEERS = ("pyvene", "nnsight")
 BATCH, SEQ, POSITIONS, LAYER = 8, 64, [10, 20], 15
 STEER_PROMPT, NEW_TOKENS, STEER_SCALE = "I watched the film and", 20, 8.0
-PROMPT, SUBJECT, SAMPLES = "The Eiffel Tower is located in the city of", "Eiffel Tower", 10
+PROMPT, SUBJECT, SAMPLES, SEED = "The Eiffel Tower is located in the city of", "Eiffel Tower", 10, 1
 REPEATS = int(os.environ.get("BENCH_PEERS_REPEATS", "10"))
 TOL = 1e-4  # the same numbers: float32 logits of different but equivalent kernels
 
@@ -44,7 +46,7 @@ TOL = 1e-4  # the same numbers: float32 logits of different but equivalent kerne
 def installed_peers() -> dict:
     """``{name: module}`` of the peers that import; the others are reported and skipped."""
     found = {}
-    for name in ("pyvene", "nnsight"):
+    for name in PEERS:
         if importlib.util.find_spec(name) is None:
             print(f"   {name} is not installed: skipped (pip install -e '.[bench]')", flush=True)
             continue
@@ -58,7 +60,7 @@ def installed_peers() -> dict:
 
 
 class Setup:
-    """The model, a base batch, a source run's activations at every block, module paths."""
+    """The model, a base batch, a source run's activations at every block, the peers' handles."""
 
     def __init__(self, peers: dict):
         self.lm = nb.load_model(nb.DEFAULT_MODEL)
@@ -84,8 +86,8 @@ class Setup:
         return self.nnsight.get(self.path[module])
 
     def pyvene(self, layers: list[int], kind: str, units: int):
-        """An IntervenableModel on block outputs; pyvene freezes the model: the caller's
-        :func:`weights` context puts the flags back."""
+        """An IntervenableModel on block outputs. pyvene freezes the model: the callers set the
+        weights' state back."""
         pv = self.peers["pyvene"]
         config = pv.IntervenableConfig(
             representations=[pv.RepresentationConfig(layer, "block_output", "pos", units)
@@ -186,7 +188,7 @@ def steering(s: Setup) -> dict:
     """Greedy generation with ``STEER_SCALE`` × a unit vector added to block 15's output at every
     position of every pass; returns the logits of the generated tokens [steps, vocab]."""
     batch = s.lm.encode(STEER_PROMPT)
-    batch.pop("position_ids")  # generate derives them from the attention mask
+    batch.pop("position_ids", None)  # generate derives them from the attention mask
     vector = torch.randn(s.lm.d_model, generator=torch.Generator().manual_seed(1))
     vector = STEER_SCALE * vector / vector.norm()
     options = dict(max_new_tokens=NEW_TOKENS, min_new_tokens=NEW_TOKENS, do_sample=False,
@@ -215,12 +217,12 @@ def steering(s: Setup) -> dict:
             batch, source_representations=vector, intervene_on_prompt=True, **options)[1].logits)
     if "nnsight" in s.peers:
         envoy, head = s.envoy(s.modules[LAYER]), s.envoy(s.model.get_output_embeddings())
-        options_nn = {k: v for k, v in options.items()
-                      if k not in ("output_logits", "return_dict_in_generate")}
+        plain_options = {k: v for k, v in options.items()
+                         if k not in ("output_logits", "return_dict_in_generate")}
 
         def nnsight():
             steps = []
-            with s.nnsight.generate(batch, **options_nn) as tracer:
+            with s.nnsight.generate(batch, **plain_options) as tracer:
                 for _ in tracer.all():  # an open loop: it ends when generation does
                     envoy.output[:] += vector
                     steps.append(head.output[:, -1].save())
@@ -229,45 +231,43 @@ def steering(s: Setup) -> dict:
     return candidates
 
 
-def plain(s: Setup):
-    return lambda: s.model(**s.batch).logits
-
-
-def check(name: str, candidates: dict, reference: str, control=None) -> dict[str, float]:
-    """Run every candidate once; the max |difference| of each from ``reference``'s numbers.
-    ``control`` (the unpatched output) must differ from the reference: the edit did something."""
+def check(name: str, candidates: dict, reference: str, control=None) -> float:
+    """Run every candidate once; the largest |difference| of any from ``reference``'s numbers
+    (``AssertionError`` above TOL). ``control`` (the unpatched output) must differ from the
+    reference: the edit did something."""
     outputs = {who: fn() for who, fn in candidates.items()}
     as_list = lambda x: [t.float() for t in (x if isinstance(x, (list, tuple)) else [x])]
     expected = as_list(outputs[reference])
-    diffs = {}
+    worst = 0.0
     for who, out in outputs.items():
         got = as_list(out)
         if len(got) != len(expected) or any(g.shape != e.shape for g, e in zip(got, expected)):
             raise AssertionError(f"{name}: {who} returned shapes {[tuple(g.shape) for g in got]}, "
                                  f"{reference} {[tuple(e.shape) for e in expected]}")
-        diffs[who] = max(float((g - e).abs().max()) for g, e in zip(got, expected))
-        if diffs[who] > TOL:
-            raise AssertionError(f"{name}: {who} differs from {reference} by {diffs[who]:.2e}")
+        diff = max(float((g - e).abs().max()) for g, e in zip(got, expected))
+        if diff > TOL:
+            raise AssertionError(f"{name}: {who} differs from {reference} by {diff:.2e}")
+        worst = max(worst, diff)
     if control is not None:
         effect = max(float((c - e).abs().max()) for c, e in zip(as_list(control), expected))
         if effect <= 100 * TOL:
             raise AssertionError(f"{name}: the intervention changed nothing ({effect:.1e})")
-    return diffs
+    return worst
 
 
-def comparison_row(name: str, times: dict[str, float], reference: str, diffs: dict,
-                   extra: str = "") -> dict:
-    """One row: nbtoolkit / ``reference``; the peers' ratios are the goal."""
+def comparison_row(name: str, state: str, times: dict[str, float], reference: str,
+                   worst: float, goal: str, what: str) -> dict:
+    """nbtoolkit against ``reference``; the goal names the peers' ratios; ``times`` for the
+    peers' table."""
     ratios = {who: t / times[reference] for who, t in times.items()}
-    peers = [who for who in ratios if who not in ("nbtoolkit", "raw hook", reference)]
-    goal = ("<= " + ", ".join(f"{who} {ratios[who]:.3f}" for who in peers)) if peers \
-        else "<= peers (none installed)"
-    others = "; ".join(f"{who} {ratios[who]:.3f}×" for who in ratios
-                       if who not in ("nbtoolkit", reference))
-    worst = max(d for who, d in diffs.items())
-    note = f"{others}; numbers equal before timing (max |Δ| {worst:.1e}){extra}"
-    return dict(benchmark=name, ours_s=times["nbtoolkit"], reference_s=times[reference],
-                ratio=ratios["nbtoolkit"], goal=goal, note=note, times=times)
+    peers = [who for who in PEERS if who in ratios and who != reference]
+    goal = goal or ("<= " + ", ".join(f"{who} {ratios[who]:.3f}" for who in peers) if peers
+                    else "<= peers (none installed)")
+    others = [f"{who} {ratios[who]:.3f}×" for who in ratios if who not in ("nbtoolkit", reference)]
+    note = "; ".join([f"reference = {what}", *others,
+                      f"the same numbers before timing (max |Δ| {worst:.1e})"])
+    return dict(row(name, times["nbtoolkit"], times[reference], goal, note, state),
+                times=times, reference=reference)
 
 
 def forward_rows(s: Setup, state: str) -> list[dict]:
@@ -277,32 +277,42 @@ def forward_rows(s: Setup, state: str) -> list[dict]:
               f"{BATCH}x{SEQ}", interchange([LAYER]), True),
              (f"{len(s.sites)} interchanges (every block, 2 positions), {BATCH}x{SEQ}",
               interchange(list(range(len(s.sites)))), True)]
+    plain = lambda: s.model(**s.batch).logits
     for name, build, changes_logits in tasks:
-        name = f"{name} ({state})"
         candidates = build(s)
         s.model.requires_grad_(state == "unfrozen")  # pyvene's constructor froze it
-        control = plain(s)() if changes_logits else None
-        diffs = check(name, candidates, "raw hook", control)
-        times = side_by_side({"plain": plain(s), **candidates}, repeats=REPEATS, warmup=1)
-        rows.append(comparison_row(name, times, "plain", diffs, ", reference = plain forward"))
-    name = f"steering: {NEW_TOKENS} greedy tokens, vector added at block {LAYER} ({state})"
+        worst = check(name, candidates, "raw hook", plain() if changes_logits else None)
+        times = side_by_side({"plain": plain, **candidates}, repeats=REPEATS, warmup=1)
+        rows.append(comparison_row(name, state, times, "plain", worst, "", "plain forward"))
+    name = f"steering: {NEW_TOKENS} greedy tokens, a vector added at block {LAYER}"
     candidates = steering(s)
     s.model.requires_grad_(state == "unfrozen")
-    control = candidates["plain"]()
-    diffs = check(name, {k: v for k, v in candidates.items() if k != "plain"}, "raw hook", control)
+    steered = {k: v for k, v in candidates.items() if k != "plain"}
+    worst = check(name, steered, "raw hook", candidates["plain"]())
     times = side_by_side(candidates, repeats=REPEATS, warmup=1)
-    rows.append(comparison_row(name, times, "plain", diffs, ", reference = unsteered generate"))
+    rows.append(comparison_row(name, state, times, "plain", worst, "", "unsteered generate"))
     return rows
 
 
+def _noise(s: Setup, level: float, n_subject: int) -> torch.Tensor:
+    """ROME's draw: ``RandomState(seed).randn(samples, subject tokens, d) * level``, float64."""
+    draw = np.random.RandomState(SEED).randn(SAMPLES, n_subject, s.lm.d_model)
+    return torch.from_numpy(draw * level)
+
+
+def _tutorial_input(s: Setup) -> dict:
+    """The prompt, repeated once per noise sample: ``[SAMPLES, T]``."""
+    encoded = s.lm.tokenizer(PROMPT, return_tensors="pt")
+    return {key: value.expand(SAMPLES, -1) for key, value in encoded.items()}
+
+
 def pyvene_tutorial_trace(s: Setup, level: float, answer_id: int, subject: range) -> np.ndarray:
-    """pyvene's causal-tracing tutorial loop, with ROME's ``SAMPLES`` noised copies of the prompt
-    as the batch: for every (layer, token) a new IntervenableModel that adds the noise to the
-    subject's embeddings (block 0's input) and restores block ``layer``'s output at the token
-    from a clean source run; p(answer) at the last position, averaged over the copies."""
+    """pyvene's causal-tracing tutorial loop with ROME's noised copies of the prompt as the
+    batch: for every (token, layer) a new IntervenableModel that adds the noise to the subject's
+    embeddings (block 0's input) and restores block ``layer``'s output at the token from the
+    clean run (the base itself: a clean source); p(answer) at the last position, averaged."""
     pv = s.peers["pyvene"]
-    d = s.lm.d_model
-    noise = torch.from_numpy(np.random.RandomState(1).randn(SAMPLES, len(subject), d) * level)
+    noise = _noise(s, level, len(subject))
 
     class NoiseIntervention(pv.ConstantSourceIntervention, pv.LocalistRepresentationIntervention):
         def __init__(self, embed_dim, **kwargs):
@@ -313,8 +323,7 @@ def pyvene_tutorial_trace(s: Setup, level: float, answer_id: int, subject: range
             base[..., : self.interchange_dim] += noise  # float64 noise, summed in place (ROME)
             return base
 
-    encoded = s.lm.tokenizer(PROMPT, return_tensors="pt")
-    base = {key: value.expand(SAMPLES, -1) for key, value in encoded.items()}
+    base = _tutorial_input(s)
     n_tokens = base["input_ids"].shape[1]
     scores = np.zeros((n_tokens, s.lm.n_layers))
     for layer in range(s.lm.n_layers):
@@ -331,36 +340,62 @@ def pyvene_tutorial_trace(s: Setup, level: float, answer_id: int, subject: range
     return scores
 
 
+def nnsight_tutorial_trace(s: Setup, level: float, answer_id: int, subject: range) -> np.ndarray:
+    """nnsight's activation-patching tutorial loop on ROME's noised copies of the prompt: one
+    clean trace saving every block's output, then one trace per (token, layer) that adds the
+    noise to the subject's embeddings and writes the clean block output back at the token."""
+    noise = _noise(s, level, len(subject))
+    base = _tutorial_input(s)
+    embed = s.envoy(s.model.get_input_embeddings())
+    blocks = [s.envoy(module) for module in s.modules]
+    head = s.envoy(s.model.get_output_embeddings())
+    clean = []  # [1, T, d] per block; names bound inside a trace do not reach later traces
+    with s.nnsight.trace({key: value[:1] for key, value in base.items()}):
+        for block in blocks:
+            clean.append(block.output.save())
+    n_tokens = base["input_ids"].shape[1]
+    scores = np.zeros((n_tokens, s.lm.n_layers))
+    for layer in range(s.lm.n_layers):
+        for token in range(n_tokens):
+            with s.nnsight.trace(base):
+                embed.output[:, subject.start:subject.stop] += noise
+                blocks[layer].output[:, token] = clean[layer][0, token]
+                probs = head.output[:, -1].float().softmax(-1)[:, answer_id].save()
+            scores[token, layer] = float(probs.mean())
+    return scores
+
+
 def tracing_row(s: Setup, state: str) -> dict | None:
-    if "pyvene" not in s.peers:
-        print("   causal tracing: pyvene is not installed, no tutorial loop to compare with")
+    loops = {name: fn for name, fn in (("pyvene", pyvene_tutorial_trace),
+                                       ("nnsight", nnsight_tutorial_trace)) if name in s.peers}
+    if not loops:
+        print("   causal tracing: no peer installed, no tutorial loop to compare with", flush=True)
         return None
     level = resolve_noise(s.lm, "s3")
-    timed = {}
-
-    def ours():
-        return causal_trace(s.lm, PROMPT, SUBJECT, kind="hidden", samples=SAMPLES, noise=level)
-
     start = time.perf_counter()
-    result = ours()
-    timed["nbtoolkit"] = time.perf_counter() - start
-    subject = range(*result.subject_range)
-    start = time.perf_counter()
-    try:
-        theirs = pyvene_tutorial_trace(s, level, result.answer_id, subject)
-    finally:
-        s.model.requires_grad_(state == "unfrozen")  # every IntervenableModel froze it
-    timed["pyvene"] = time.perf_counter() - start
-    diff = float(np.max(np.abs(theirs - result.scores)))
-    if diff > TOL:
-        raise AssertionError(f"causal tracing: pyvene's loop differs from nbtoolkit by {diff:.2e}")
+    result = causal_trace(s.lm, PROMPT, SUBJECT, kind="hidden", samples=SAMPLES, noise=level,
+                          seed=SEED)
+    times = {"nbtoolkit": time.perf_counter() - start}
+    worst = 0.0
+    for name, loop in loops.items():
+        start = time.perf_counter()
+        try:
+            scores = loop(s, level, result.answer_id, range(*result.subject_range))
+        finally:
+            s.model.requires_grad_(state == "unfrozen")  # every IntervenableModel froze it
+        times[name] = time.perf_counter() - start
+        diff = float(np.max(np.abs(scores - result.scores)))
+        if diff > TOL:
+            raise AssertionError(f"causal tracing: {name}'s loop differs from nbtoolkit by {diff:.2e}")
+        worst = max(worst, diff)
+    fastest = min(loops, key=times.get)
     name = (f"causal trace, hidden grid ({len(result.tokens)} tokens × {s.lm.n_layers} layers, "
-            f"{SAMPLES} samples) vs pyvene's tutorial loop ({state})")
-    return dict(benchmark=name, ours_s=timed["nbtoolkit"], reference_s=timed["pyvene"],
-                ratio=timed["nbtoolkit"] / timed["pyvene"], goal="<= 1",
-                note=f"speed-up {timed['pyvene'] / timed['nbtoolkit']:.1f}×; same scores (max "
-                     f"|Δp| {diff:.1e}); one run each; pyvene's constructor freezes the model, so "
-                     f"its loop runs frozen from its first cell on", times=timed)
+            f"{SAMPLES} samples) vs the peers' tutorial loops")
+    out = comparison_row(name, state, times, fastest, worst, "<= 1",
+                         f"{fastest}'s loop (one run each)")
+    if "pyvene" in loops:
+        out["note"] += "; pyvene's constructor freezes the model, so its loop runs frozen"
+    return out
 
 
 def run() -> list[dict]:
@@ -371,11 +406,10 @@ def run() -> list[dict]:
         for state in STATES:
             with weights(s.model, state):
                 rows += forward_rows(s, state)
-                row = tracing_row(s, state)
-                rows += [row] if row else []
+                rows += filter(None, [tracing_row(s, state)])
     return rows
 
 
 if __name__ == "__main__":
     for r in run():
-        print(r)
+        print({k: v for k, v in r.items() if k != "times"})

@@ -4,6 +4,7 @@
    written as ``datasets.Dataset``) vs a plain forward over the same tokens in the same batches
    (the same ``logits_to_keep``). Goal: throughput >= 0.9x, i.e. time ratio <= 1.11.
 2. A rerun that reads the cache vs the same plain forward.
+   (1 and 2 with trainable and with frozen weights.)
 3. Fitting CCS (10 tries x 1000 AdamW steps, the paper's settings) on every layer: one batched
    fit vs a loop of per-layer fits (the same result; see ``tests/test_probes.py``).
 """
@@ -23,21 +24,21 @@ from nbtoolkit.ccs.activations import _answer_lengths, extract
 from nbtoolkit.data.contrast import load_contrast
 from nbtoolkit.probes import CCS
 
-from timing import row
+from timing import STATES, row, weights
 
 
-def run(n_pairs: int = 64, repeats: int = 3) -> list[dict]:
-    lm = nb.load_model(nb.DEFAULT_MODEL)
-    cs = load_contrast("capitals", templates=0, n=n_pairs, seed=0)[0]
+def extraction(lm, cs, state: str, n_pairs: int, repeats: int):
+    """Rows 1 and 2 with the weights in ``state``, and the extracted states."""
     texts = [p for p, _ in cs.pairs] + [n for _, n in cs.pairs]  # the order extract() uses
     keep = max(_answer_lengths(lm, cs.prompts * 2, texts)) + 1
+    last = torch.arange(-keep, 0)  # the positions extract() keeps logits for
     ordered = [texts[i] for i in np.argsort([len(t) for t in texts], kind="stable")]
     batch_size = 32
 
     def plain():
         with torch.no_grad():
             for b in range(0, len(ordered), batch_size):
-                lm.model(**lm.encode(ordered[b: b + batch_size]), logits_to_keep=keep)
+                lm.model(**lm.encode(ordered[b: b + batch_size]), logits_to_keep=last)
 
     folder = tempfile.mkdtemp(prefix="bench-ccs-")
     try:
@@ -59,10 +60,21 @@ def run(n_pairs: int = 64, repeats: int = 3) -> list[dict]:
     rows = [
         row(f"extract all {lm.n_layers + 1} layers, {2 * n_pairs} sequences, cold cache vs plain forward",
             statistics.median(t_cold), ref, "<= 1.11 (throughput >= 0.9x)",
-            f"median of {repeats}; {len(texts)} sequences, batch {batch_size}"),
+            f"median of {repeats}; {len(texts)} sequences, batch {batch_size}", state),
         row("rerun reading the cache vs plain forward", statistics.median(t_warm), ref, "< 1",
-            f"median of {repeats}"),
+            f"median of {repeats}", state),
     ]
+    return rows, states
+
+
+def run(n_pairs: int = 64, repeats: int = 3) -> list[dict]:
+    lm = nb.load_model(nb.DEFAULT_MODEL)
+    cs = load_contrast("capitals", templates=0, n=n_pairs, seed=0)[0]
+    rows = []
+    for state in STATES:
+        with weights(lm.model, state):
+            state_rows, states = extraction(lm, cs, state, n_pairs, repeats)
+        rows += state_rows
 
     xp, xn = states.stack()
     y = states.labels

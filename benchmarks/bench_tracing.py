@@ -1,8 +1,12 @@
-"""Causal tracing: the full hidden + MLP + attention grid of one 10-token prompt on the default
-model, ROME's way (one forward of 1 clean + 10 corrupted rows per cell, the reference in
-tests/test_tracing.py) against nbtoolkit.tracing (batched restorations, clean and corrupted
-runs cached, corrupted prefix from the KV cache, blocks below each restoration skipped,
-last-position logits), side by side in one run.
+"""Causal tracing on the default model, with trainable and with frozen weights:
+
+1. The full hidden + MLP + attention grid of one 10-token prompt, ROME's way (one forward of
+   1 clean + 10 corrupted rows per cell, the reference in tests/test_tracing.py) against
+   nbtoolkit.tracing (batched restorations, clean and corrupted runs cached, corrupted prefix
+   from the KV cache, blocks below each restoration skipped, last-position logits), side by side.
+2. The hidden grid with frozen weights against the same with trainable weights, interleaved
+   (torch multiplies a strided input by a weight that needs no gradient row by row: a strided
+   view reaching a linear layer makes frozen tracing slower; goal: within 10%).
 
     python benchmarks/bench_tracing.py      # or `make bench`
 """
@@ -17,10 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
+from timing import STATES, row, weights
+
 PROMPT, SUBJECT = "The Eiffel Tower is located in the city of", "Eiffel Tower"
 SAMPLES = 10
 # The reference needs 3 × 300 batched forwards (minutes on a CPU): one repeat each by default.
 REPEATS = int(os.environ.get("BENCH_TRACING_REPEATS", "1"))
+STATE_REPEATS = 3  # frozen vs unfrozen, interleaved
 
 
 def _reference():
@@ -45,14 +52,11 @@ def _timed(fn, repeats: int):
     return statistics.median(times), statistics.median(cpu), out
 
 
-def run() -> list[dict]:
-    from nbtoolkit import load_model
-    from nbtoolkit.tracing import causal_trace, resolve_noise
+def full_grid(lm, level: float, state: str) -> list[dict]:
+    """One row for the three kinds together, then one per kind: ours / ROME's loop."""
+    from nbtoolkit.tracing import causal_trace
 
     reference_trace = _reference()
-    lm = load_model()
-    level = resolve_noise(lm, "s3")
-    n_tokens = len(lm.tokens(PROMPT))
     rows, worst = [], 0.0
     ours_total = ref_total = ours_cpu_total = ref_cpu_total = 0.0
     for kind in ("hidden", "mlp", "attn"):
@@ -64,24 +68,51 @@ def run() -> list[dict]:
         worst = max(worst, diff)
         ours_total, ref_total = ours_total + ours_s, ref_total + ref_s
         ours_cpu_total, ref_cpu_total = ours_cpu_total + ours_cpu, ref_cpu_total + ref_cpu
-        rows.append(dict(benchmark=f"causal trace {kind} grid ({n_tokens} tokens × {lm.n_layers} "
-                                   f"layers, {SAMPLES} samples, smollm2-135m)",
-                         ours_s=ours_s, reference_s=ref_s, ratio=ref_s / ours_s, goal=None,
-                         note=f"max |Δp| vs reference {diff:.1e}; CPU-time ratio "
-                              f"{ref_cpu / ours_cpu:.2f}; median of {REPEATS}"))
-    rows.insert(0, dict(benchmark=f"causal trace full hidden+mlp+attn grid ({n_tokens} tokens, "
-                                  f"smollm2-135m, CPU)",
-                        ours_s=ours_total, reference_s=ref_total, ratio=ref_total / ours_total,
-                        goal=4.0,
-                        note=f"reference = ROME (1 forward of 1 clean + {SAMPLES} corrupted rows "
-                             f"per cell); ours = batched restorations, clean and corrupted runs once, "
-                             f"corrupted prefix from the KV cache, blocks below each restoration "
-                             f"skipped, last-position logits; max |Δp| {worst:.1e}; "
-                             f"CPU-time ratio {ref_cpu_total / ours_cpu_total:.2f}; {REPEATS} "
-                             f"repeat(s) each (the reference takes minutes)"))
+        rows.append(row(f"causal trace {kind} grid ({len(ours.tokens)} tokens × {lm.n_layers} "
+                        f"layers, {SAMPLES} samples) vs ROME's loop", ours_s, ref_s, "",
+                        f"speed-up {ref_s / ours_s:.2f}× (CPU time {ref_cpu / ours_cpu:.2f}×); "
+                        f"max |Δp| {diff:.1e}; median of {REPEATS}", state))
+    total = row(f"causal trace full hidden+mlp+attn grid ({len(ours.tokens)} tokens) vs ROME's loop",
+                ours_total, ref_total, "<= 0.25 (4× faster)",
+                f"speed-up {ref_total / ours_total:.2f}× (CPU time "
+                f"{ref_cpu_total / ours_cpu_total:.2f}×); ROME: 1 forward of 1 clean + {SAMPLES} "
+                f"corrupted rows per cell; max |Δp| {worst:.1e}; {REPEATS} repeat(s) each", state)
+    return [total] + rows
+
+
+def frozen_vs_unfrozen(lm, level: float) -> dict:
+    """The hidden grid with each state in turn, ``STATE_REPEATS`` times; the same scores."""
+    from nbtoolkit.tracing import causal_trace
+
+    times, scores = {state: [] for state in STATES}, {}
+    for _ in range(STATE_REPEATS):
+        for state in STATES:
+            with weights(lm.model, state):
+                start = time.perf_counter()
+                scores[state] = causal_trace(lm, PROMPT, SUBJECT, kind="hidden", samples=SAMPLES,
+                                             noise=level).scores
+                times[state].append(time.perf_counter() - start)
+    np.testing.assert_array_equal(scores["frozen"], scores["unfrozen"])
+    frozen, unfrozen = (statistics.median(times[state]) for state in ("frozen", "unfrozen"))
+    return row(f"causal trace hidden grid ({SAMPLES} samples): frozen vs unfrozen weights",
+               frozen, unfrozen, "<= 1.10",
+               f"ours = frozen, reference = unfrozen; interleaved, median of {STATE_REPEATS}; "
+               f"the same scores", "both")
+
+
+def run() -> list[dict]:
+    from nbtoolkit import load_model
+    from nbtoolkit.tracing import resolve_noise
+
+    lm = load_model()
+    level = resolve_noise(lm, "s3")
+    rows = [frozen_vs_unfrozen(lm, level)]
+    for state in STATES:
+        with weights(lm.model, state):
+            rows += full_grid(lm, level, state)
     return rows
 
 
 if __name__ == "__main__":
-    for row in run():
-        print(row)
+    for r in run():
+        print(r)

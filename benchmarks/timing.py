@@ -44,6 +44,8 @@ def side_by_side(candidates: dict[str, Callable[[], object]], repeats: int = 10,
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def row(benchmark: str, ours: float, reference: float, goal: str, note: str = "") -> dict:
-    return dict(benchmark=benchmark, ours_s=ours, reference_s=reference, ratio=ours / reference,
-                goal=goal, note=note)
+def row(benchmark: str, ours: float, reference: float, goal: str, note: str = "",
+        state: str = "") -> dict:
+    """One line of RESULTS.md; ``state``: the weights it ran with (one of STATES; "" if none)."""
+    return dict(benchmark=benchmark, state=state, ours_s=ours, reference_s=reference,
+                ratio=ours / reference, goal=goal, note=note)

@@ -108,6 +108,37 @@ def test_low_rank_matches_projection_reference():
                                atol=1e-5, rtol=0)
 
 
+
+def _rotated_block(rot):
+    """(W [d, k], weights [k] or None) of a subspace's block 0, live (gradients flow)."""
+    if isinstance(rot, RotatedSubspace):
+        return rot.rotation[:, :rot.k], None
+    if isinstance(rot, LowRankRotatedSubspace):
+        return rot.basis, None
+    return rot.rotation, rot.masks()[0]
+
+
+@pytest.mark.parametrize("make", [lambda: RotatedSubspace(8, 3, seed=1),  # through 3 coordinates
+                                  lambda: RotatedSubspace(8, 4, seed=1),  # through an 8x8 matrix
+                                  lambda: LowRankRotatedSubspace(8, 2, seed=1),
+                                  lambda: BoundlessRotatedSubspace(8, init=0.4, temperature=0.5)])
+def test_one_subspace_for_every_row_matches_the_reference_values_and_gradients(make):
+    # b + ((s − b) W ⊙ m) Wᵀ is computed through k coordinates or as one d×d matrix, whichever
+    # multiplies less: the same values and the same gradients for the parameters either way
+    rot = make()
+    base, source = pair(n=6)
+    grad_out = torch.randn(6, 8, generator=G)
+    params = list(rot.parameters())
+    out = rot(base, source)
+    ours = torch.autograd.grad((out * grad_out).sum(), params)
+    W, weights = _rotated_block(rot)
+    coords = (source - base) @ W
+    expected = base + (coords if weights is None else coords * weights) @ W.T
+    reference = torch.autograd.grad((expected * grad_out).sum(), params)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
+    for got, want in zip(ours, reference):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
 def test_neuron_subspace_swaps_named_neurons():
     base, source = pair()
     out = NeuronSubspace(8, [1, 6])(base, source)
