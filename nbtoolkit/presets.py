@@ -147,8 +147,8 @@ NOTEBOOKS: dict[str, NotebookPresets] = {
     ),
     "02_causal_tracing": NotebookPresets(
         paper_name="ROME causal tracing (Meng et al. 2022)",
-        cpu=dict(MODEL="smollm2-135m-instruct", N_FACTS=40, POSITIONS="key", SAMPLES=10,
-                 N_SEVER=12, FACT_SUBJECT="PlayStation", USE_ROME_KNOWNS=False),
+        cpu=dict(MODEL="smollm2-135m-instruct", N_FACTS=16, POSITIONS="key", SAMPLES=10,
+                 N_SEVER=6, FACT_SUBJECT="PlayStation", USE_ROME_KNOWNS=False),
         paper=dict(MODEL=papers.ROME["model"], N_FACTS=None, POSITIONS=None, SAMPLES=10,
                    N_SEVER=papers.ROME_SEVERING["n_facts"], USE_ROME_KNOWNS=True),
         sources=dict(MODEL="Meng et al. 2022 §2 (GPT-2 XL, 48 layers)",
