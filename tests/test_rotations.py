@@ -108,7 +108,6 @@ def test_low_rank_matches_projection_reference():
                                atol=1e-5, rtol=0)
 
 
-
 def _rotated_block(rot):
     """(W [d, k], weights [k] or None) of a subspace's block 0, live (gradients flow)."""
     if isinstance(rot, RotatedSubspace):
@@ -138,6 +137,7 @@ def test_one_subspace_for_every_row_matches_the_reference_values_and_gradients(m
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=0)
     for got, want in zip(ours, reference):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
 
 def test_neuron_subspace_swaps_named_neurons():
     base, source = pair()
