@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 import warnings
@@ -38,7 +37,7 @@ import numpy as np
 import torch
 
 from ..core.anatomy import STACKS, check_layers, require, residual_site
-from ..core.files import slug, write_json
+from ..core.files import replace_folder, slug, write_json
 from ..core.hooks import capture
 from ..core.lm import masked_mean
 from ..core.loading import cache_dir
@@ -327,8 +326,8 @@ class _Store:
             for child in self.folder.iterdir():
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
             write_json(key_file, key)
-        for child in self.folder.glob(".tmp-*"):  # leftovers of an interrupted write
-            shutil.rmtree(child, ignore_errors=True)
+        for child in [*self.folder.glob(".tmp-*"), *self.folder.glob(".*-stale-*")]:
+            shutil.rmtree(child, ignore_errors=True)  # leftovers of an interrupted write
 
     def _name(self, start: int, stop: int) -> str:
         return f"shard-{start:07d}-{stop:07d}"
@@ -387,10 +386,7 @@ class _Store:
         datasets.disable_progress_bars()  # restored below: no sticky global change
         try:
             ds.save_to_disk(str(tmp / "data"))
-            target = self.folder / name
-            if target.exists():
-                shutil.rmtree(target)
-            os.replace(tmp / "data", target)
+            replace_folder(tmp / "data", self.folder / name)
         finally:
             if not quiet:
                 datasets.enable_progress_bars()

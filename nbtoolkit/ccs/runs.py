@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import probes
-from ..core.files import write_json
+from ..core.files import replace_folder, write_json
 from ..data.contrast import load_contrast
 from ..results import results_dir
 from .activations import extract
@@ -42,7 +42,8 @@ def write_run(result: Elicitation, folder: Path) -> Path:
     run there as a whole (nothing of it is kept, e.g. reporters of templates not re-run)."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    for stale in folder.parent.glob(f".{folder.name}.tmp-*"):  # left by a killed writer
+    for stale in [*folder.parent.glob(f".{folder.name}.tmp-*"),  # left by a killed writer
+                  *folder.parent.glob(f".{folder.name}-stale-*")]:  # or a killed replace_folder
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
@@ -54,22 +55,10 @@ def write_run(result: Elicitation, folder: Path) -> Path:
                 probes.save_reporter(rep, tmp / "reporters" / f"t{template}" / kind / f"layer_{layer}")
         write_json(tmp / COMPLETE, {"files": sorted(str(p.relative_to(tmp))
                                                     for p in tmp.rglob("*") if p.is_file())})
-        publish(tmp, folder)
+        replace_folder(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
-
-
-def publish(tmp: Path, folder: Path) -> None:
-    """Rename the finished folder ``tmp`` onto ``folder``. An old ``folder`` is first renamed
-    aside (a directory cannot be replaced by one rename), then removed."""
-    old = None
-    if folder.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
-        os.replace(folder, old / folder.name)
-    os.replace(tmp, folder)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def check_run(folder: Path) -> Path:

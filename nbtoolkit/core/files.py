@@ -1,11 +1,12 @@
-"""Safe files: every write is atomic (a temporary file in the same folder, then a rename), so a
-reader sees the old file or the new one, never half of one; and names made safe for paths."""
+"""Safe files: every write is atomic (a temporary file or folder beside the target, then a rename),
+so a reader sees the old file or the new one, never half of one; and names made safe for paths."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -25,6 +26,30 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def replace_folder(finished: str | os.PathLike, folder: str | os.PathLike) -> Path:
+    """Rename the finished folder ``finished`` onto ``folder`` (same file system). An existing
+    ``folder`` is first renamed aside into ``.{name}-stale-*`` (a folder cannot be replaced by one
+    rename), then removed, so a reader sees the old folder or the new one; if the last rename
+    fails, the old folder is put back. Returns ``folder``."""
+    finished, folder = Path(finished), Path(folder)
+    if not finished.is_dir():
+        raise FileNotFoundError(f"no finished folder at {finished}")
+    aside = None
+    if folder.exists():
+        aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}-stale-", dir=folder.parent))
+        os.replace(folder, aside / folder.name)
+    try:
+        os.replace(finished, folder)
+    except BaseException:
+        if aside is not None:
+            os.replace(aside / folder.name, folder)
+        raise
+    finally:
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
+    return folder
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from .anatomy import FAMILIES, MODEL_TYPES
+from .files import atomic_write, replace_folder, write_text
 from .lm import HEADS, LM, head_of_class
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -285,13 +286,7 @@ def _find_gguf(name: str) -> Path | None:
             return Path(package.assemble(assembled))  # checks the existing file's sha256
         except FileExistsError:  # truncated or corrupt: assemble afresh
             pass
-    partial = assembled.with_name(f".{assembled.name}.{os.getpid()}.partial")
-    try:
-        package.assemble(partial, overwrite=True)
-        os.replace(partial, assembled)
-    finally:
-        partial.unlink(missing_ok=True)
-    return assembled
+    return atomic_write(assembled, lambda partial: package.assemble(partial, overwrite=True))
 
 
 # ---------------------------------------------------------------- the embedded-model cache
@@ -322,10 +317,7 @@ def _embedded_cache(name: str) -> Path | None:
         try:
             _build(gguf, build)
             (build / MANIFEST).write_text(json.dumps(_manifest(build, name), indent=1))
-            if target.exists():  # it failed verification: move it aside in one step, then delete
-                stale = Path(tempfile.mkdtemp(prefix=f".{name}-stale-", dir=target.parent))
-                os.replace(target, stale / "entry")
-            os.replace(build, target)
+            replace_folder(build, target)  # an entry that failed verification goes aside, then away
         finally:
             _remove_leftovers(target)
     return target
@@ -407,19 +399,11 @@ def verify_cache(folder: str | Path, *, full: bool = True) -> bool:
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
     if json.dumps(manifest) != before:  # remember this verification
-        _write_atomically(folder / MANIFEST, json.dumps(manifest, indent=1))
+        try:
+            write_text(folder / MANIFEST, json.dumps(manifest, indent=1))
+        except OSError:
+            pass  # a read-only cache stays verifiable, only slower
     return True
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        partial.write_text(text)
-        os.replace(partial, path)
-    except OSError:
-        pass  # a read-only cache stays verifiable, only slower
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- tiny models for tests
