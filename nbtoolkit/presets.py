@@ -185,8 +185,8 @@ NOTEBOOKS: dict[str, NotebookPresets] = {
     ),
     "04_boundless_das": NotebookPresets(
         paper_name="Boundless DAS, the price-tagging game (Wu et al. 2023)",
-        cpu=dict(MODEL="trained-here", N_TRAIN=48_000, TRAIN_EPOCHS=2, N_PAIRS=2_048, N_DEV=500,
-                 N_TEST=1_000, DAS_EPOCHS=3, LAYERS=None, POSITIONS=[-8, -6, -4, -1]),
+        cpu=dict(MODEL="trained-here", N_TRAIN=24_000, TRAIN_EPOCHS=2, N_PAIRS=2_048, N_DEV=500,
+                 N_TEST=1_000, DAS_EPOCHS=3, LAYERS=None, POSITIONS=[-8, -1]),
         paper=dict(MODEL="sharpbai/alpaca-7b-merged", N_PAIRS=20_000, N_DEV=1_000, N_TEST=1_000,
                    DAS_EPOCHS=3, LAYERS=[0, 5, 10, 15, 20, 25, 30], POSITIONS=list(range(-13, 0))),
         sources=dict(MODEL="Alpaca-7B: pyvene's create_llama() default, the Boundless DAS tutorial's model",
