@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from nbtoolkit.core.files import atomic_write, replace_folder, slug, write_json, write_text
+from nbtoolkit.core.files import atomic_write, replace_folder, slug, stale_asides, write_json, write_text
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
@@ -67,3 +67,31 @@ def test_replace_folder_keeps_the_old_folder_when_it_cannot_finish(tmp_path, mon
         replace_folder(new, target)
     assert (target / "f").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "run"]  # no aside folder left
+
+
+def test_a_writer_that_lost_the_race_raises_its_own_error_and_keeps_the_winner(tmp_path, monkeypatch):
+    target, new = tmp_path / "run", tmp_path / "new"
+    target.mkdir()
+    new.mkdir()
+    real_replace = os.replace
+
+    def another_writer_wins(src, dst):
+        if str(src) == str(new):
+            (target / "theirs").mkdir(parents=True)  # published between our two renames
+            raise OSError("directory not empty")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", another_writer_wins)
+    with pytest.raises(OSError, match="directory not empty"):
+        replace_folder(new, target)
+    assert [p.name for p in target.iterdir()] == ["theirs"]
+    assert not stale_asides(target)
+
+
+def test_stale_asides_finds_what_a_killed_replace_left(tmp_path):
+    for name in ("run", "shard-1", "shard-2"):
+        (tmp_path / f".{name}-stale-x1" / name).mkdir(parents=True)
+    (tmp_path / ".other.tmp-x").mkdir()
+    assert [p.name for p in stale_asides(tmp_path / "run")] == [".run-stale-x1"]
+    assert sorted(p.name for p in stale_asides(tmp_path / "shard-*")) == [".shard-1-stale-x1",
+                                                                           ".shard-2-stale-x1"]

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from ..core.anatomy import STACKS, check_layers, require, residual_site
-from ..core.files import replace_folder, slug, write_json
+from ..core.files import replace_folder, slug, stale_asides, write_json
 from ..core.hooks import capture
 from ..core.lm import masked_mean
 from ..core.loading import cache_dir
@@ -326,7 +326,7 @@ class _Store:
             for child in self.folder.iterdir():
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
             write_json(key_file, key)
-        for child in [*self.folder.glob(".tmp-*"), *self.folder.glob(".*-stale-*")]:
+        for child in [*self.folder.glob(".tmp-*"), *stale_asides(self.folder / "shard-*")]:
             shutil.rmtree(child, ignore_errors=True)  # leftovers of an interrupted write
 
     def _name(self, start: int, stop: int) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from .. import probes
-from ..core.files import replace_folder, write_json
+from ..core.files import replace_folder, stale_asides, write_json
 from ..data.contrast import load_contrast
 from ..results import results_dir
 from .activations import extract
@@ -42,9 +42,8 @@ def write_run(result: Elicitation, folder: Path) -> Path:
     run there as a whole (nothing of it is kept, e.g. reporters of templates not re-run)."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    for stale in [*folder.parent.glob(f".{folder.name}.tmp-*"),  # left by a killed writer
-                  *folder.parent.glob(f".{folder.name}-stale-*")]:  # or a killed replace_folder
-        shutil.rmtree(stale, ignore_errors=True)
+    for stale in [*folder.parent.glob(f".{folder.name}.tmp-*"), *stale_asides(folder)]:
+        shutil.rmtree(stale, ignore_errors=True)  # left by a killed writer
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
         write_json(tmp / "config.json", dict(result.config, seconds=result.seconds))

@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+STALE = "-stale-"  # an old folder renamed aside by replace_folder: .{name}-stale-*/{name}
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
     """Call ``write(tmp_path)`` to fill a temporary file beside ``path``, then rename it onto
@@ -30,26 +32,37 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
 
 def replace_folder(finished: str | os.PathLike, folder: str | os.PathLike) -> Path:
     """Rename the finished folder ``finished`` onto ``folder`` (same file system). An existing
-    ``folder`` is first renamed aside into ``.{name}-stale-*`` (a folder cannot be replaced by one
-    rename), then removed, so a reader sees the old folder or the new one; if the last rename
-    fails, the old folder is put back. Returns ``folder``."""
+    ``folder`` is first renamed aside into ``.{name}-stale-*`` (:func:`stale_asides`; a folder
+    cannot be replaced by one rename), then removed, so a reader sees the old folder or the new
+    one; if the last rename fails, the old folder is put back (unless another writer's folder
+    took its place meanwhile). Returns ``folder``."""
     finished, folder = Path(finished), Path(folder)
     if not finished.is_dir():
         raise FileNotFoundError(f"no finished folder at {finished}")
     aside = None
     if folder.exists():
-        aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}-stale-", dir=folder.parent))
+        aside = Path(tempfile.mkdtemp(prefix=f".{folder.name}{STALE}", dir=folder.parent))
         os.replace(folder, aside / folder.name)
     try:
         os.replace(finished, folder)
     except BaseException:
         if aside is not None:
-            os.replace(aside / folder.name, folder)
+            try:
+                os.replace(aside / folder.name, folder)
+            except OSError:
+                pass  # another writer's folder took the place meanwhile: keep it, raise ours
         raise
     finally:
         if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)
     return folder
+
+
+def stale_asides(folder: str | os.PathLike) -> list[Path]:
+    """What a :func:`replace_folder` onto ``folder`` that was killed midway left beside it
+    (``folder``'s name may be a glob pattern, e.g. ``shard-*``)."""
+    folder = Path(folder)
+    return list(folder.parent.glob(f".{folder.name}{STALE}*"))
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

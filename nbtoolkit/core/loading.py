@@ -33,7 +33,7 @@ from pathlib import Path
 import torch
 
 from .anatomy import FAMILIES, MODEL_TYPES
-from .files import atomic_write, replace_folder, write_text
+from .files import atomic_write, replace_folder, stale_asides, write_text
 from .lm import HEADS, LM, head_of_class
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
@@ -333,7 +333,7 @@ def _lock(target: Path):
 def _leftovers(target: Path) -> list[Path]:
     """Temporary build folders, and failed entries moved aside, of ``target``."""
     return [*target.parent.glob(f".{target.name}-build-*"),
-            *target.parent.glob(f".{target.name}-stale-*")]
+            *stale_asides(target)]
 
 
 def _remove_leftovers(target: Path) -> None:
