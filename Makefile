@@ -43,15 +43,15 @@ lock: $(UV)
 	$(COMPILE) --no-deps requirements/no-deps.in -o $(NO_DEPS_LOCK)
 	$(COMPILE) pyproject.toml --extra bench --constraint $(LOCK) -o $(BENCH_LOCK)
 
-# `make tutorials PRESET=paper MODEL=gpt2-xl`: papermill parameters of every notebook (nbtoolkit/presets.py)
+# `make tutorials PRESET=paper MODEL=gpt2-xl`: papermill parameters of every notebook (nbtoolkit/tutorials/presets.py)
 tutorials: setup
-	$(NOTEBOOK_ENV) $(BIN)/python -m nbtoolkit.tutorials notebooks build \
+	$(NOTEBOOK_ENV) $(BIN)/python -m nbtoolkit.cli.tutorials notebooks build \
 		$(if $(PRESET),--preset "$(PRESET)") $(if $(MODEL),--model "$(MODEL)")
 
 # Student notebooks (solutions removed by nbgrader) in build/exercises/, and an nbgrader course
 # in build/classroom/ for autograding: notebooks/README.md.
 exercises: setup
-	$(BIN)/python -m nbtoolkit.exercises.release notebooks build
+	$(BIN)/python -m nbtoolkit.cli.exercises notebooks build
 
 # The unit tests; every notebook from the installed wheel on a stand-in Colab with tiny hub models
 # (tests/test_colab_hub.py, its own step); every notebook as written, under nbmake.

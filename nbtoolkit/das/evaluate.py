@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..core.hooks import model_of
+from ..core.anatomy import hf_model
 from ..core.modes import frozen
 from .data import as_columns, rows
 from .forward import capture_sources, intervened_logits, predict_logits
@@ -33,7 +33,7 @@ def iia(model, intervention: Subspace, site: str, data, *, at=None, variable: in
     if n == 0:
         raise ValueError("no examples to score" + (f" for variable {variable}" if variable is not None else ""))
     correct = 0
-    with frozen(model_of(model)), frozen(intervention):
+    with frozen(hf_model(model)), frozen(intervention):
         for i in range(0, n, batch_size):
             batch = rows(columns, slice(i, i + batch_size))
             sources = capture_sources(model, site, batch["source"], at=at,

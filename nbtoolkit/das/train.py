@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from ..core.hooks import model_of, patch
+from ..core.anatomy import hf_model
+from ..core.hooks import patch
 from ..core.modes import frozen, training_mode
 from .data import as_columns, batches, rows
 from .evaluate import iia
@@ -118,7 +119,7 @@ def train_das(model, intervention: Subspace, site: str, data, *, at=None, epochs
     taus = temperature_schedule(*temperature, total) if boundless else None
     optimizer = das_optimizer(intervention, lr, boundary_lr)
     schedule = get_linear_schedule_with_warmup(optimizer, max(1, int(warmup * total)), total)
-    device = device_of(model_of(model))
+    device = device_of(hf_model(model))
     intervention.to(device)
     # the hook stays registered for a segment of steps, removed for each evaluation (iia patches)
     segment = eval_every if eval_data is not None and eval_every else total
@@ -130,7 +131,7 @@ def train_das(model, intervention: Subspace, site: str, data, *, at=None, epochs
         if monitor is not None:
             monitor.update(row["step"] + 1, **{k: float(row[k]) for k in monitor.metrics if k in row})
 
-    with frozen(model_of(model)), training_mode(intervention, True), \
+    with frozen(hf_model(model)), training_mode(intervention, True), \
             tqdm(total=total, desc=f"DAS {site}", disable=not progress, leave=False) as bar:
         sources = capture_sources(model, site, columns["source"], at=at,
                                   mask=columns.get("source_mask"))

@@ -1,7 +1,7 @@
 """Tables 3 and 5 / Figure 3 of the instruction-tuning-shift paper (Wu et al., arXiv 2310.00492),
 computed the way the authors' ``analysis_bilinear_interpret.py`` and ``analysis_linear_interpret.py``
-do, from their released explanations (:mod:`nbtoolkit.data.instruction_shift`) or from ours
-(:mod:`nbtoolkit.explain`).
+do, from their released explanations (:mod:`~nbtoolkit.instruction_shift.released`) or from ours
+(:mod:`~nbtoolkit.instruction_shift.heads`, :mod:`~nbtoolkit.instruction_shift.ffn`).
 
 Table 3 (attention heads): per (layer, head), the word pairs found more than once over the
 head's dimensions are kept and each word counted in them (:func:`head_word_counts`); per layer
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .data.instruction_shift import normalise_pair
+from .released import normalise_pair
 
 
 def layer_group_label(layer: int, size: int) -> str:
@@ -34,8 +34,8 @@ def layer_group_label(layer: int, size: int) -> str:
 
 
 def pairs_from_explanations(frame: pd.DataFrame, model: str) -> pd.DataFrame:
-    """:func:`~nbtoolkit.explain.attention_word_pairs` rows (layer, head, dim, query, key) as the
-    pairs table :func:`head_word_counts` reads (columns model, layer, head, dim, pair)."""
+    """:meth:`~nbtoolkit.instruction_shift.heads.WordPairs.to_frame` rows (layer, head, dim, query,
+    key) as the pairs table :func:`head_word_counts` reads (columns model, layer, head, dim, pair)."""
     pairs = [normalise_pair(f"{k}={q}") for q, k in zip(frame["query"], frame["key"])]
     return pd.DataFrame({"model": model, "layer": frame["layer"].to_numpy(),
                          "head": frame["head"].to_numpy(), "dim": frame["dim"].to_numpy(),

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from . import papers
-from .core.loading import EMBEDDED
+from ..core.loading import EMBEDDED
 
 # The repository the notebooks' Colab badges open and their install cells install: written here
 # once (tests/test_repo.py checks every notebook against it).

@@ -17,10 +17,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .core.anatomy import SWEEP_KINDS, require, site_name
-from .core.hooks import capture, patch
-from .core.interventions import Set
-from .core.lm import prediction_logits
+from ..core.anatomy import SWEEP_KINDS, require, site_name
+from ..core.hooks import capture, patch
+from ..core.interventions import Set
+from ..core.lm import prediction_logits
 
 SUPPORTED_KINDS = ("decoder", "encoder")  # with a prediction: the next token or a class
 

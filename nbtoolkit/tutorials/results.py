@@ -8,18 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from .core.files import atomic_write, write_json
+from ..core.files import atomic_write, build_dir, write_json
 
 
 def results_dir() -> Path:
     """``NBTOOLKIT_RESULTS``, else ``build/results`` in the repo holding the current folder."""
     if os.environ.get("NBTOOLKIT_RESULTS"):
         return Path(os.environ["NBTOOLKIT_RESULTS"])
-    here = Path.cwd().resolve()
-    for folder in (here, *here.parents):
-        if (folder / "pyproject.toml").exists() and (folder / "nbtoolkit").is_dir():
-            return folder / "build" / "results"
-    return here / "build" / "results"
+    return build_dir() / "results"
 
 
 def save_results(name: str, table: pd.DataFrame, **meta) -> Path:
