@@ -154,6 +154,16 @@ _LLAMA = Family(layers="layers", final_norm="norm", attn="self_attn", mlp="mlp",
 # Gemma-2/3 and OLMo-2 normalise each sublayer's output before adding it: the sites are those norms
 _POST_NORMED = dict(attn="post_attention_layernorm", mlp="post_feedforward_layernorm",
                     mlp_values_norm="post_feedforward_layernorm")
+# Gemma-2/3: sandwich norms; their tiny heads have their own width and a short sliding window
+_GEMMA = dict(layers="layers", final_norm="norm", heads="self_attn.o_proj", query="self_attn.q_proj",
+              key="self_attn.k_proj", attn_norm="input_layernorm", mlp_values="mlp.down_proj",
+              block="sandwich", **_POST_NORMED)
+
+
+def _gemma_tiny(config: str) -> TinyConfig:
+    return lambda s: (config, dict(s.grouped, head_dim=s.d_head, sliding_window=8))
+
+
 # BERT-style post-norm encoders: each sublayer's term is its output dense, before Add & Norm
 _BERT = Family(layers="encoder.layer", attn="attention.output.dense", mlp="output.dense",
                heads="attention.output.dense", kind="encoder", block="post-norm", norm="layer",
@@ -225,19 +235,11 @@ FAMILIES: dict[str, Family] = {
                    mlp_values="mlp.down_proj",  # query/key/value fused in one qkv_proj
                    notes="fused qkv and gate-up projections",
                    tiny=lambda s: ("Phi3Config", s.grouped)),
-    "gemma2": Family(layers="layers", final_norm="norm", heads="self_attn.o_proj",
-                     query="self_attn.q_proj", key="self_attn.k_proj", attn_norm="input_layernorm",
-                     mlp_values="mlp.down_proj", block="sandwich", **_POST_NORMED,
-                     notes="sliding windows; soft-capping (`logits` before the final one)",
-                     tiny=lambda s: ("Gemma2Config", dict(s.grouped, head_dim=s.d_head,
-                                                          sliding_window=8))),
-    "gemma3": Family(layers="layers", final_norm="norm", heads="self_attn.o_proj",
-                     query="self_attn.q_proj", key="self_attn.k_proj", attn_norm="input_layernorm",
-                     query_norm="self_attn.q_norm", key_norm="self_attn.k_norm",
-                     mlp_values="mlp.down_proj", block="sandwich", **_POST_NORMED,
+    "gemma2": Family(**_GEMMA, notes="sliding windows; soft-capping (`logits` before the final one)",
+                     tiny=_gemma_tiny("Gemma2Config")),
+    "gemma3": Family(**_GEMMA, query_norm="self_attn.q_norm", key_norm="self_attn.k_norm",
                      notes="sliding windows; per-head query/key norms",
-                     tiny=lambda s: ("Gemma3TextConfig", dict(s.grouped, head_dim=s.d_head,
-                                                              sliding_window=8))),
+                     tiny=_gemma_tiny("Gemma3TextConfig")),
     # OLMo-2 has no input norms, and its q/k norms span all heads at once (not per head)
     "olmo2": Family(layers="layers", final_norm="norm", heads="self_attn.o_proj",
                     query="self_attn.q_proj", key="self_attn.k_proj", mlp_values="mlp.down_proj",

@@ -43,7 +43,7 @@ from ..core.kv_cache import cache_kwarg, cache_of, tiled
 from ..core.lm import LAST_POSITION, token_indices
 from ..core.modes import eval_mode
 from .noise import resolve_noise
-from .results import KINDS, TraceResult
+from .effects import KINDS, TraceResult
 
 SUPPORTED_KINDS = ("decoder",)  # the next token after the prompt, from a KV-cached prefix
 
