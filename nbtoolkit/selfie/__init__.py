@@ -15,13 +15,14 @@ steering        direction, steer, generations (Generations), word_probs (WordPro
 from ..core.lm import token_indices
 from .control import (LEARNING_RATE, FactCheck, MLPEdit, chat_judge, fact_accuracy, keyword_judge,
                       reinforcement_control, reinforcement_loss, supervised_control)
-from .interpretation import (SUPPORTED_KINDS, InterpretationPrompt, Interpretations, baseline,
-                             build_prompt, check_indices, hidden_states, insertion, interpret,
-                             interpret_vectors, make_template)
+from .interpretation import (FILL, N_PLACEHOLDERS, PLACEHOLDER, REPLY, SUPPORTED_KINDS,
+                             InterpretationPrompt, Interpretations, baseline, build_prompt,
+                             check_indices, hidden_states, insertion, interpret, interpret_vectors,
+                             make_template)
 from .steering import Generations, WordProbs, direction, generations, mean_activation, steer, word_probs
 
-__all__ = ["FactCheck", "Generations", "InterpretationPrompt", "Interpretations", "LEARNING_RATE",
-           "MLPEdit", "SUPPORTED_KINDS", "WordProbs", "baseline", "build_prompt", "chat_judge",
+__all__ = ["FILL", "FactCheck", "Generations", "InterpretationPrompt", "Interpretations",
+           "LEARNING_RATE", "MLPEdit", "N_PLACEHOLDERS", "PLACEHOLDER", "REPLY", "SUPPORTED_KINDS", "WordProbs", "baseline", "build_prompt", "chat_judge",
            "check_indices", "direction", "fact_accuracy", "generations", "hidden_states",
            "insertion", "interpret", "interpret_vectors", "keyword_judge", "make_template",
            "mean_activation", "reinforcement_control", "reinforcement_loss", "steer",
