@@ -3,6 +3,8 @@
     v = direction(lm, positive_texts, negative_texts, "layer.15")      # [d_model]
     steer(lm, ["I watched the film and"], v, "layer.15", scale=4.0)     # every step
     steer(lm, ["I watched the film and"], v, "layer.15", scale=4.0, prompt_only=True)
+    generations(lm, prompts, v, "layer.15", scales=[0, 4]).to_frame()    # both schedules per scale
+    word_probs(lm, prompts, {"good": [" great"]}, v, "layer.15", [-2, 0, 2]).to_frame()
 
 Schedules (the patching core's ``prompt_only``): by default ``Add`` changes every forward of
 ``generate`` — all prompt positions on the prompt pass and the newest token on each decoding
