@@ -68,6 +68,8 @@ def elicit(lm, dataset: str | list[str], *, templates=None, n: int | None = 200,
     set. ``ensemble``: one reporter per layer for all templates instead of one per template.
     ``options[kind]``: keyword arguments of that reporter. ``prefix``: text before every prompt.
     """
+    if not reporters:
+        raise ValueError(f"reporters must name at least one reporter, got {reporters!r}")
     names = dataset.split("+") if isinstance(dataset, str) else list(dataset)
     options = options or {}
     seconds = {"extract": 0.0, "fit": 0.0}
@@ -142,11 +144,13 @@ def table1(frame: pd.DataFrame, layers: dict[str, int], metric: str = "acc", *,
     ``nbtoolkit.tutorials.papers.BURNS["means"]``: Mean*, %, over its 5 models and 10 datasets;
     NaN for a method it lacks, such as VINC, which came later). ``layers[model]`` picks the layer
     for the hidden-state reporters; zero-shot rows have no layer. Per-template ("partial") rows
-    only. Values in %.
+    only. Values in %. Columns: model, method, layer, one per dataset of ``frame`` (sorted),
+    mean, std_over_templates, paper_mean; no rows when no method has a row at its layer.
     """
     paper_means = paper_means or {}
     if "ensembling" in frame:
         frame = frame[frame.ensembling.isna() | (frame.ensembling == "partial")]
+    datasets = sorted(frame["dataset"].unique())
     rows = []
     for model, sub in frame.groupby("model", sort=False):
         layer = layers[model]
@@ -164,4 +168,5 @@ def table1(frame: pd.DataFrame, layers: dict[str, int], metric: str = "acc", *,
                                          if len(by_template) > 1 else None)
             row["paper_mean"] = paper_means.get(method, float("nan"))
             rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["model", "method", "layer", *datasets, "mean",
+                                       "std_over_templates", "paper_mean"])

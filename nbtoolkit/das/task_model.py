@@ -33,6 +33,8 @@ def fit(model, data, *, epochs: int = 1, batch_size: int = 64, lr: float = 3e-3,
     modes are restored afterwards."""
     if decay not in SCHEDULES:
         raise ValueError(f"decay must be 'linear' or 'cosine', got {decay!r}")
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int (else there is no history), got {epochs!r}")
     columns = as_columns(data, sequence_labels=True)
     every_position = columns["labels"].dim() == 2
     module = hf_model(model)

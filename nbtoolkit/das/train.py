@@ -29,6 +29,8 @@ from .evaluate import iia
 from .forward import capture_sources, device_of, interchange_for, predict_logits
 from .rotations import BoundlessRotatedSubspace, Interchange, Subspace
 
+GRID_COLUMNS = ("layer", "position", "site", "iia", "result")
+
 
 @dataclass
 class DASResult:
@@ -174,7 +176,8 @@ def alignment_grid(model, make: Callable[[], Subspace], data, eval_data, *, laye
                    site: str = "layer.{layer}", progress: bool = True, **train_kwargs) -> pd.DataFrame:
     """Train one intervention (``make()``) per (layer, position) cell and score it on
     ``eval_data``: columns ``layer``, ``position``, ``site``, ``iia``, ``result`` (the
-    :class:`DASResult`). ``train_kwargs`` go to :func:`train_das`."""
+    :class:`DASResult`; :data:`GRID_COLUMNS`), no rows when ``layers`` or ``positions`` is
+    empty. ``train_kwargs`` go to :func:`train_das`."""
     cells = [(layer, position) for layer in layers for position in positions]
     grid = []
     for layer, position in tqdm(cells, desc="grid", disable=not progress):
@@ -183,4 +186,4 @@ def alignment_grid(model, make: Callable[[], Subspace], data, eval_data, *, laye
                            progress=False, **train_kwargs)
         grid.append({"layer": layer, "position": position, "site": name, "iia": result.iia,
                      "result": result})
-    return pd.DataFrame(grid)
+    return pd.DataFrame(grid, columns=GRID_COLUMNS)

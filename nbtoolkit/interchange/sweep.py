@@ -36,6 +36,7 @@ class InterchangeResult:
     source_score: float
 
     def to_frame(self) -> pd.DataFrame:
+        """One row per (position, layer): ``kind, position, token, layer, score``."""
         n_pos, n_layers = self.scores.shape
         return pd.DataFrame({"kind": self.kind, "position": np.repeat(range(n_pos), n_layers),
                              "token": np.repeat(self.tokens, n_layers),

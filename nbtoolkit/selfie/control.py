@@ -77,8 +77,9 @@ class MLPEdit:
         self._keep = True
 
     def to_frame(self) -> pd.DataFrame:
-        """The history, one row per step."""
-        return pd.DataFrame(self.history)
+        """The history, one row per step: columns step, loss (and, for reinforcement,
+        mean_reward, interpretations, rewards); columns step, loss and no rows before any step."""
+        return pd.DataFrame(self.history) if self.history else pd.DataFrame(columns=["step", "loss"])
 
     def __enter__(self) -> "MLPEdit":
         return self

@@ -44,6 +44,7 @@ from .average import with_progress, answer_matches, facts_and_noise
 from .tracer import Tracer
 
 SEVERED = ("none", "mlp", "attn")  # plain restoration, MLPs severed, attention severed
+SEVERING_COLUMNS = ("sever", "layer", "aie", "ci_low", "ci_high", "n_facts")
 
 
 @dataclass
@@ -91,13 +92,14 @@ class SeveringResult:
                 for sever in SEVERED}
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per (sever, layer): ``aie, ci_low, ci_high, n_facts``."""
+        """One row per (sever, layer): ``sever, layer, aie, ci_low, ci_high, n_facts``
+        (:data:`SEVERING_COLUMNS`)."""
         aie, ci = self.aie, self.ci95
         rows = [dict(sever=sever, layer=layer, aie=aie[sever][layer],
                      ci_low=aie[sever][layer] - ci[sever][layer],
                      ci_high=aie[sever][layer] + ci[sever][layer], n_facts=self.n_facts)
                 for sever in SEVERED for layer in range(self.n_layers)]
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows, columns=SEVERING_COLUMNS)
 
 
 def severed_trace(lm, prompt: str, subject: str, *, token: int | None = None, samples: int = 10,
