@@ -9,6 +9,7 @@ import nbformat
 import numpy as np
 import pytest
 
+from nbtoolkit.cli.bands import RUNS
 from nbtoolkit.tutorials import use_preset
 from nbtoolkit.tutorials.bands import (BANDS_FILE, HEADLINES, OutOfBand, band_of, check_bands,
                                        load_bands)
@@ -105,7 +106,7 @@ def test_every_reproduction_checks_its_headline_numbers_and_saves_the_check(note
     assert set(measured) == set(HEADLINES[notebook]), f"run `make bands ONLY={notebook}`"
     for number, band in measured.items():
         assert (band["low"], band["high"]) == pytest.approx(band_of(band["runs"])), number
-        assert len(band["runs"]) >= 3 if "SEED" in NOTEBOOKS[notebook].cpu else 2
+        assert len(band["runs"]) == len(RUNS)
 
 
 def test_every_reproduction_notebook_has_headlines():

@@ -1,8 +1,8 @@
 """Measure the result bands of the tutorial notebooks: ``python -m nbtoolkit.cli.bands``.
 
-Runs each notebook (``--only``: some) at its CPU preset once per ``--seeds`` value (its ``SEED``
-parameter) and once more with ``SEED = 0`` on one thread with the CPU's baseline kernels
-(``ATEN_CPU_CAPABILITY=default``), all with ``NBTOOLKIT_BANDS=record``; reads each run's headline
+Runs each notebook (``--only``: some) at its CPU preset three times (:data:`RUNS`: two seeds, or
+one and two threads for a notebook without a seed, and once on one thread with the CPU's baseline
+kernels, ``ATEN_CPU_CAPABILITY=default``), all with ``NBTOOLKIT_BANDS=record``; reads each run's headline
 numbers from its saved results and writes their runs and bands to
 ``nbtoolkit/tutorials/bands.json`` (the rule: :mod:`nbtoolkit.tutorials.bands`). Notebooks not
 run keep their bands. Executed copies go to ``build/bands/``. A notebook that fails leaves
@@ -19,10 +19,17 @@ from pathlib import Path
 
 from ..core.files import write_json
 from ..tutorials.bands import BANDS_FILE, HEADLINES, band_of, load_bands
+from ..tutorials.presets import NOTEBOOKS
 from ..tutorials.runner import child_env, longest_first, run_notebook
 from .tutorials import notebook_paths
 
-KERNELS = {"ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+BASELINE_KERNELS = {"ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+TWO_THREADS = {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+# (label, parameters, environment) of each run: a notebook with a SEED parameter runs at SEED = 0
+# and 1, one without (its numbers depend on no seed) on one and on two threads; both once more on
+# the baseline kernels, with a cache of their own (activations extracted there, not read back).
+RUNS = [("seed-0", {"SEED": 0}, {}), ("seed-1", {"SEED": 1}, TWO_THREADS),
+        ("baseline-kernels", {"SEED": 0}, BASELINE_KERNELS)]
 
 
 def main(argv=None) -> int:
@@ -30,7 +37,6 @@ def main(argv=None) -> int:
     parser.add_argument("notebooks", type=Path, nargs="?", default=Path("notebooks"))
     parser.add_argument("build", type=Path, nargs="?", default=Path("build") / "bands")
     parser.add_argument("--only", nargs="*", help="notebook names (or prefixes) to measure")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side")
     args = parser.parse_args(argv)
     if args.jobs < 1:
@@ -38,15 +44,18 @@ def main(argv=None) -> int:
     paths = [p for p in notebook_paths(args.notebooks, args.only) if p.stem in HEADLINES]
     if not paths:
         raise SystemExit(f"none of these notebooks has headline numbers: {args.only}")
-    runs = [(f"seed-{s}", {"SEED": s}, {}) for s in args.seeds] + [("baseline-kernels", {"SEED": 0}, KERNELS)]
-    tasks = [(label, path, parameters, env) for path in sorted(paths, key=longest_first)
-             for label, parameters, env in runs]
+    tasks = [(label, path, parameters, env) for label, parameters, env in RUNS
+             for path in sorted(paths, key=longest_first)]  # a round of every notebook per run
 
     def run(task):
         label, path, parameters, env = task
+        if "SEED" not in NOTEBOOKS[path.stem].cpu:
+            parameters = {}  # seed-1 is then the same run on two threads
         folder = args.build / label
         folder.mkdir(parents=True, exist_ok=True)
         extra = {"NBTOOLKIT_BANDS": "record", "NBTOOLKIT_RESULTS": str((folder / "results").resolve()), **env}
+        if env is BASELINE_KERNELS:
+            extra["NBTOOLKIT_CACHE"] = str((folder / "cache").resolve())
         result = run_notebook(path.resolve(), folder, parameters=parameters,
                               env=child_env(args.jobs, extra))
         print(f"  {'pass' if result.ok else 'FAIL'}  {result.seconds:6.0f} s  {label}  {result.name}  "
@@ -61,7 +70,7 @@ def main(argv=None) -> int:
     bands = load_bands() if BANDS_FILE.exists() else {}
     for path in paths:
         values: dict[str, list[float]] = {}
-        for label, _, _ in runs:
+        for label, _, _ in RUNS:
             saved = json.loads((args.build / label / "results" / f"{path.stem}.json").read_text())
             for row in saved["bands"]["rows"]:
                 values.setdefault(row["number"], []).append(row["value"])
