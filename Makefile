@@ -22,7 +22,7 @@ NOTEBOOK_ENV := MPLBACKEND=module://matplotlib_inline.backend_inline
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup lock tutorials exercises test bands test-latest lab bench clean
+.PHONY: setup lock tutorials exercises test bands test-latest lab bench docs clean
 
 setup: $(STAMP)
 
@@ -82,6 +82,11 @@ test-latest: setup
 	@grep -h '^[a-z0-9]' $(LOCK) $(NO_DEPS_LOCK) | sort | diff - $(LATEST)/versions.txt | grep '^[<>]' || true
 	$(TEST_ENV) $(LATEST)/bin/python -m pytest -q -p no:cacheprovider -n 2 tests
 	$(TEST_ENV) $(LATEST)/bin/python -m pytest -q -p no:cacheprovider -m colab_hub tests/test_colab_hub.py
+
+# The documentation site (docs/) in build/docs/: the tutorials as executed into build/notebooks/
+# (never run again), the API reference from the docstrings; warnings are errors, nothing is fetched.
+docs: setup
+	$(TEST_ENV) $(BIN)/python -m sphinx -b html -W --keep-going -q -j 1 docs build/docs
 
 lab: setup
 	$(BIN)/jupyter lab notebooks
