@@ -115,7 +115,7 @@ def _entry(module: str, name: str) -> str:
     value = repr(obj)
     value = f"\n   :value: {value}" if len(value) <= 80 else f"\n   :type: {type(obj).__name__}"
     doc = "\n".join("   " + line for line in docstring(f"{module}.{name}").splitlines())
-    return f"```{{eval-rst}}\n.. py:data:: {module}.{name}{value}\n\n{doc}\n```\n"
+    return f"```{{eval-rst}}\n.. py:data:: {name}{value}\n\n{doc}\n```\n"
 
 
 def write_pages(folder: Path) -> None:
