@@ -55,11 +55,14 @@ exercises: setup
 
 # The unit tests, two workers; every notebook from the installed wheel on a stand-in Colab with tiny
 # hub models (tests/test_colab_hub.py, its own step); every notebook at its CPU preset, two at a
-# time, each checking its headline numbers against their result bands (build/index.html).
+# time, each checking its headline numbers against their result bands (build/index.html); last, the
+# documentation site from those executed notebooks, its links and a reader's search in Chromium.
 test: setup
 	$(TEST_ENV) $(BIN)/python -m pytest -q -n 2 tests
 	$(TEST_ENV) $(BIN)/python -m pytest -q -m colab_hub --durations=0 tests/test_colab_hub.py
 	$(NOTEBOOK_ENV) $(BIN)/python -m nbtoolkit.cli.tutorials notebooks build --jobs 2
+	$(MAKE) docs
+	$(TEST_ENV) $(BIN)/python -m pytest -q -m docs_site tests/test_docs.py
 
 # Measure the result bands again (nbtoolkit/tutorials/bands.json) after a change that moves a
 # headline number on purpose: every notebook at seeds 0-2 and once on the CPU's baseline kernels.

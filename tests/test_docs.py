@@ -1,8 +1,9 @@
 """The documentation site (docs/, make docs): every public name has a docstring and a reference
-entry; the guides include the generated tables. Marked ``docs_site`` (run by make test after make
-docs, skipped when build/docs/ is missing): the built site's internal links and anchors all resolve,
-every public name has its anchor, and in Debian's Chromium a reader searches for ``causal_trace`` and
-lands on its entry, and sees a figure of the getting-started tutorial."""
+entry (the guides' generated tables: tests/test_families.py, tests/test_presets.py). Marked
+``docs_site`` (make test runs them after make docs; skipped while build/docs/ is missing): the built
+site's internal links and anchors resolve, every public name has its anchor, and in Debian's
+Chromium a reader searches for ``causal_trace`` and lands on its entry, and sees a figure of the
+getting-started tutorial."""
 
 import functools
 import html.parser
@@ -20,7 +21,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SITE = ROOT / "build" / "docs"
 CHROMIUM = "/usr/bin/chromium"
 sys.path.insert(0, str(ROOT / "docs"))
-import pages  # noqa: E402
 import reference  # noqa: E402
 
 
@@ -58,17 +58,6 @@ def test_the_reference_pages_have_an_entry_per_public_name(tmp_path):
     missing = [path for path in reference.public_names()
                if path not in documented and _module_of(path) not in documented]
     assert not missing, f"no reference entry for {missing}"
-
-
-def test_the_guides_include_the_generated_tables(tmp_path):
-    from nbtoolkit.tutorials.families import family_table
-    from nbtoolkit.tutorials.presets import paper_table
-
-    pages.write_tables(tmp_path)
-    assert (tmp_path / "family_table.md").read_text() == family_table()
-    assert (tmp_path / "paper_table.md").read_text() == paper_table()
-    assert "{include} ../_generated/family_table.md" in (ROOT / "docs/guides/families.md").read_text()
-    assert "{include} ../_generated/paper_table.md" in (ROOT / "docs/guides/presets.md").read_text()
 
 
 class _Page(html.parser.HTMLParser):

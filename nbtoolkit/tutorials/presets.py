@@ -402,7 +402,7 @@ def describe(notebook: str, kept: dict | None = None) -> str:
 
 
 def paper_table() -> str:
-    """The README's table of the paper presets: notebook, paper, model(s), data, GPU estimate."""
+    """The table of the paper presets (docs/guides/presets.md): notebook, paper, model(s), data, GPU estimate."""
     rows = [["notebook", "`PRESET = \"paper\"` reproduces", "model(s)", "data",
              "GPU min (est.)", "GPU memory (est.)"], ["---"] * 6]
     for notebook, table in NOTEBOOKS.items():
