@@ -24,7 +24,7 @@ def _header(name: str, executed: bool) -> str:
              f"`build/exercises/{name}.ipynb` (solutions removed, checks kept; "
              f"[teaching](teaching.md))"]
     if exercise.exists():
-        lines[0] += f" · [download it]({{download}}`exercises/{name}.ipynb`)"
+        lines[0] += f" · {{download}}`download it <exercises/{name}.ipynb>`"
     if not executed:
         lines.append(f"```{{note}}\nThis page shows the notebook without its outputs: "
                      f"build/notebooks/{name}.ipynb is missing (`make tutorials` or `make test` "
