@@ -22,7 +22,7 @@ NOTEBOOK_ENV := MPLBACKEND=module://matplotlib_inline.backend_inline
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup lock tutorials exercises test bands test-latest lab bench clean
+.PHONY: setup lock tutorials exercises test bands test-latest lab bench docs clean
 
 setup: $(STAMP)
 
@@ -55,11 +55,14 @@ exercises: setup
 
 # The unit tests, two workers; every notebook from the installed wheel on a stand-in Colab with tiny
 # hub models (tests/test_colab_hub.py, its own step); every notebook at its CPU preset, two at a
-# time, each checking its headline numbers against their result bands (build/index.html).
+# time, each checking its headline numbers against their result bands (build/index.html); last, the
+# documentation site from those executed notebooks, its links and a reader's search in Chromium.
 test: setup
 	$(TEST_ENV) $(BIN)/python -m pytest -q -n 2 tests
 	$(TEST_ENV) $(BIN)/python -m pytest -q -m colab_hub --durations=0 tests/test_colab_hub.py
 	$(NOTEBOOK_ENV) $(BIN)/python -m nbtoolkit.cli.tutorials notebooks build --jobs 2
+	$(MAKE) docs
+	$(TEST_ENV) $(BIN)/python -m pytest -q -m docs_site tests/test_docs.py
 
 # Measure the result bands again (nbtoolkit/tutorials/bands.json) after a change that moves a
 # headline number on purpose: every notebook at seeds 0-2 and once on the CPU's baseline kernels.
@@ -82,6 +85,11 @@ test-latest: setup
 	@grep -h '^[a-z0-9]' $(LOCK) $(NO_DEPS_LOCK) | sort | diff - $(LATEST)/versions.txt | grep '^[<>]' || true
 	$(TEST_ENV) $(LATEST)/bin/python -m pytest -q -p no:cacheprovider -n 2 tests
 	$(TEST_ENV) $(LATEST)/bin/python -m pytest -q -p no:cacheprovider -m colab_hub tests/test_colab_hub.py
+
+# The documentation site (docs/) in build/docs/: the tutorials as executed into build/notebooks/
+# (never run again), the API reference from the docstrings; warnings are errors, nothing is fetched.
+docs: setup
+	$(TEST_ENV) $(BIN)/python -m sphinx -b html -W --keep-going -q -j 1 docs build/docs
 
 lab: setup
 	$(BIN)/jupyter lab notebooks

@@ -16,7 +16,7 @@ exercises          the tutorials' exercise checks
 tutorials          the notebooks' presets, published numbers, results files and runner
 cli                command lines (python -m nbtoolkit.cli.<name>)
 
-The README's "Architecture" section maps every file.
+The architecture guide (docs/guides/architecture.md) maps every file.
 """
 
 import importlib

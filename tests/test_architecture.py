@@ -54,7 +54,7 @@ MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
 
 def test_every_folder_is_a_known_part():
     unknown = {m.split(".")[1] for m in MODULES if "." in m} - set(RANKS)
-    assert not unknown, f"give {sorted(unknown)} a rank in RANKS (and a line in the README)"
+    assert not unknown, f"give {sorted(unknown)} a rank in RANKS (and a line in docs/guides/architecture.md)"
 
 
 def test_the_top_level_is_the_public_face_only():

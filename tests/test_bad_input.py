@@ -1,7 +1,7 @@
 """The bad-input catalogue: one row per bad input or fault, each asserting the exact error type,
 that the message names the bad value, and that nothing is left behind (hooks counted, run
 folders intact, no temporary folders). Then one test per defect of issue 19 (parts 2, 3, 7-10),
-each failing before its fix. The README's "What nbtoolkit guarantees" is what this file checks.
+each failing before its fix. The guide "What nbtoolkit guarantees" (docs/guides/guarantees.md) is what this file checks.
 Tiny models only, except the subject-span test, which reads the default model's tokenizer."""
 
 import json

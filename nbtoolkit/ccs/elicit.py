@@ -27,6 +27,7 @@ from .layers import eval_layers, fit_layers, zero_shot_eval
 from .pooling import centred, pool, stack_templates
 
 
+#: ``elicit()``'s defaults: templates, sample size, split, layers, pooling, reporters, bootstrap.
 DEFAULTS = dict(templates=None, n=200, train_frac=0.6, seed=0, layers=None, pooling="last",
                 reporters=("ccs", "crc", "vinc", "lr"), n_boot=1000, ccs=dict(n_tries=10, epochs=1000))
 
@@ -133,6 +134,7 @@ def select_layer(frame: pd.DataFrame, reporter: str = "ccs", column: str = "trai
     return int(rows.groupby("layer")[column].mean().idxmax())
 
 
+#: Table 1's row names of each method (as Burns et al. print them).
 METHOD_NAMES = {"zero_shot": "0-shot", "zero_shot_cal": "Calibrated 0-shot", "ccs": "CCS",
                 "crc": "CRC (TPC)", "vinc": "VINC", "lr": "LR (ceiling)"}
 

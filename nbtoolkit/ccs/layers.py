@@ -14,6 +14,7 @@ import pandas as pd
 from ..core.modes import one_thread
 from ..probes import ENSEMBLING, Reporter, ZeroShot, accuracy, auroc, make_reporter, refit_normalization
 
+#: The columns of an eval frame: one row per (dataset, template, ensembling, layer, reporter).
 EVAL_COLUMNS = ["dataset", "template", "ensembling", "layer", "reporter", "n_train", "n_test", "acc",
                 "acc_lower", "acc_upper", "auroc", "auroc_lower", "auroc_upper", "cal_acc",
                 "cal_acc_lower", "cal_acc_upper", "ece", "cal_thresh", "acc_optimistic",

@@ -108,7 +108,7 @@ class Family:
     embeddings to ``d_model`` (OPT-350m); ``flat_mlp`` the MLP runs on ``[batch·seq, d]`` rows
     (OPT); ``first_block_out`` a module that rewrites block 0's output (DeBERTa-v2's convolution).
 
-    ``notes``: what a reader of the README's family table should know. ``tiny``: the config of
+    ``notes``: what a reader of the family table (docs/guides/families.md) should know. ``tiny``: the config of
     the family's tiny test model, ``sizes -> (transformers config class name, keyword arguments)``
     (see :class:`TinySizes`; :func:`nbtoolkit.core.tiny.tiny_model` builds it).
 
@@ -144,7 +144,7 @@ class Family:
     mlp_values: str | None = None
     mlp_values_norm: str | None = None
     mlp_weights: str | None = "mlp"
-    notes: str = ""  # for the README's family table
+    notes: str = ""  # for the family table (docs/guides/families.md)
     tiny: TinyConfig | None = None
 
 
@@ -177,7 +177,7 @@ _T5_STACK = dict(attn="layer.0.SelfAttention", heads="layer.0.SelfAttention.o",
 # Adding a family (pyvene's checklist, one place): an entry below with its module paths, weights,
 # notes and tiny config; an alias in MODEL_TYPES if its config's model_type differs; config keys
 # CONFIG_KEYS does not know yet. tests/test_families.py then runs every method on its tiny model
-# (and checks that the README's family table, nbtoolkit.tutorials.families, holds its row).
+# (and tests/test_docs.py checks that the docs' family table, nbtoolkit.tutorials.families, is included).
 FAMILIES: dict[str, Family] = {
     "gpt2": Family(layers="h", final_norm="ln_f", attn="attn", mlp="mlp", heads="attn.c_proj",
                    norm="layer", positions="wpe", notes="learned positions",

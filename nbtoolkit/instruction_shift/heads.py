@@ -31,6 +31,7 @@ from ..core.anatomy import config_value, families_of_kind, families_with, weight
 from .vocabulary import check_layer, check_words, norm_gain, word_vectors
 
 ATTENTION_WEIGHTS = ("query", "key", "attn_norm")  # what attention word pairs read
+#: The families attention word pairs run on (decoders with RMS-normed query and key weights).
 ATTENTION_FAMILIES = tuple(f for f in families_with(ATTENTION_WEIGHTS, norm="rms")
                            if f in families_of_kind(["decoder"]))
 PAIR_COLUMNS = ["layer", "head", "dim", "dim_rank", "energy", "query", "key", "similarity",

@@ -13,7 +13,7 @@ import torch
 
 from ..core.anatomy import family_of
 
-# The paper's 38 instruction verbs (Table 3).
+#: The paper's 38 instruction verbs (Table 3).
 INSTRUCTION_VERBS = (
     "translate", "explain", "summarize", "retrieve", "revise", "generate", "describe", "classify",
     "create", "evaluate", "correct", "develop", "identify", "analyze", "compose", "demonstrate",
@@ -21,8 +21,8 @@ INSTRUCTION_VERBS = (
     "estimate", "edit", "format", "repeat", "write", "give", "find", "make", "have", "tell",
     "output", "predict", "detect")
 
-# Frequent English verbs that are not instruction verbs (a hand-written stand-in for the paper's
-# 3,000 WordNet verbs ranked by wordfreq, which need downloads).
+#: Frequent English verbs that are not instruction verbs (a hand-written stand-in for the paper's
+#: 3,000 WordNet verbs ranked by wordfreq, which need downloads).
 GENERAL_VERBS = (
     "go", "come", "know", "think", "see", "look", "want", "use", "work", "call", "try", "feel",
     "become", "leave", "put", "mean", "keep", "let", "begin", "seem", "show", "hear", "play",
@@ -33,7 +33,9 @@ GENERAL_VERBS = (
     "stay", "fall", "cut", "reach", "kill", "remain", "suggest", "raise", "pass", "sell",
     "require", "report", "decide", "pull", "eat", "sleep", "drive", "sing", "swim", "fly")
 
+#: The paper's task categories of an FFN concept (Table 5).
 TASK_CATEGORIES = ("writing", "math", "coding", "translation", "none")
+#: The paper's linguistic levels of an FFN concept (Table 5).
 LINGUISTIC_LEVELS = ("semantic", "syntax", "morphology", "phonology")
 
 

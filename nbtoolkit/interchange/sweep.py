@@ -22,7 +22,8 @@ from ..core.hooks import capture, patch
 from ..core.interventions import Set
 from ..core.lm import prediction_logits
 
-SUPPORTED_KINDS = ("decoder", "encoder")  # with a prediction: the next token or a class
+#: The model kinds an interchange sweep runs on: those with a prediction (next token or class).
+SUPPORTED_KINDS = ("decoder", "encoder")
 
 
 @dataclass

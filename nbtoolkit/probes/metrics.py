@@ -10,6 +10,7 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 
 from .pairs import check_labels
 
+#: elk's ensembling modes: none (one completion), partial (both halves), full (every template).
 ENSEMBLING = ("none", "partial", "full")
 
 

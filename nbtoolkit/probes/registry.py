@@ -5,6 +5,7 @@ from __future__ import annotations
 from .reporters import CCS, CRC, LogisticProbe, Reporter
 from .vinc import VINC
 
+#: The reporters by name: ``make_reporter(name)`` builds one.
 REPORTERS = {"ccs": CCS, "crc": CRC, "vinc": VINC, "lr": LogisticProbe}
 
 

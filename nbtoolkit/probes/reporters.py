@@ -50,6 +50,7 @@ from .metrics import accuracy, evaluate_credences
 from .pairs import PairNormalizer, check_labels, check_pairs
 
 
+#: The message of the ``NotFittedError`` an unfitted reporter raises (scikit-learn's check).
 NOT_FITTED = "%(name)s is not fitted; call fit() first"  # check_is_fitted's NotFittedError
 
 

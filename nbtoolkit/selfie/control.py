@@ -48,6 +48,7 @@ from ..core.lm import LAST_POSITION
 from ..core.modes import frozen
 from .interpretation import SUPPORTED_KINDS, check_indices, interpret_vectors
 
+#: The SelfIE repository's Adam learning rate, both controls.
 LEARNING_RATE = 3e-4  # the SelfIE repo's Adam learning rate, both controls
 
 

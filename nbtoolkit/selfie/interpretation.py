@@ -36,11 +36,16 @@ from ..core.interventions import Overlay, check_overlay
 from ..core.kv_cache import cache_kwarg, cache_of, repeat_rows
 from ..core.lm import LAST_POSITION
 
-PLACEHOLDER = "{x}"  # marks a placeholder in a template string
-FILL = "_"           # the text written where each placeholder was (one token per placeholder)
+#: Marks a placeholder in an interpretation template string.
+PLACEHOLDER = "{x}"
+#: The text written where each placeholder was (one token per placeholder).
+FILL = "_"
+#: The paper's default number of placeholders in the interpretation prompt.
 N_PLACEHOLDERS = 5   # the paper's default
+#: The SelfIE repository's default start of the model's answer.
 REPLY = "Sure, I will summarize the message:"  # the repo's default start of the answer
-SUPPORTED_KINDS = ("decoder",)  # the model speaks: greedy generation
+#: The model kinds SelfIE runs on: decoders (the model speaks).
+SUPPORTED_KINDS = ("decoder",)
 
 
 @dataclass

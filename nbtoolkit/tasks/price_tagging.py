@@ -10,7 +10,7 @@ Hypotheses (causal models over the inputs X, Y, Z; each names the variables it i
     left        LB = (Z ≥ X), RB = (Z ≤ Y), O = LB ∧ RB;   interchange LB
     right       the same model;                            interchange RB
     left_right  the same model;                            interchange LB (id 0) or RB (id 1)
-    midpoint    M = X + Y, H = Y − X, O = |2Z − M| ≤ H;    interchange M (control)
+    midpoint    M = X + Y, H = Y − X, O = \\|2Z − M\\| ≤ H;    interchange M (control)
     bracket     B = (X, Y), O = B₀ ≤ Z ≤ B₁;               interchange B (control)
 
 Textual datasets are ``datasets.Dataset`` with ``input_ids``, ``source_input_ids``, ``labels``

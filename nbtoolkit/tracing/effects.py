@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+#: What a restoration restores: the whole hidden state, the MLP output or the attention output.
 KINDS = ("hidden", "mlp", "attn")
+#: ROME's six token buckets, the rows of an averaged indirect effect.
 BUCKETS = ("first subject token", "middle subject tokens", "last subject token",
            "first subsequent token", "further tokens", "last token")
 TRACE_COLUMNS = ("position", "token", "is_subject", "layer", "score", "effect", "kind")
@@ -84,7 +86,7 @@ class AverageEffect:
 
     @property
     def total_effect(self) -> float:
-        """ATE: mean clean p(answer) − mean corrupted p(answer)."""
+        """The ATE: mean clean p(answer) − mean corrupted p(answer)."""
         return self.high_score - self.low_score
 
     def peak(self, bucket: str) -> tuple[int, float]:

@@ -43,7 +43,8 @@ from ..core.modes import eval_mode
 from .average import with_progress, answer_matches, facts_and_noise
 from .tracer import Tracer
 
-SEVERED = ("none", "mlp", "attn")  # plain restoration, MLPs severed, attention severed
+#: ROME's Fig. 3 conditions: plain restoration, later MLPs severed, later attention severed.
+SEVERED = ("none", "mlp", "attn")
 SEVERING_COLUMNS = ("sever", "layer", "aie", "ci_low", "ci_high", "n_facts")
 
 

@@ -4,7 +4,7 @@ presets   the cpu and paper presets of every notebook (use_preset, describe, pap
 papers    every published number a notebook prints, with its source
 results   save_results: paper-vs-ours tables under build/results/
 bands     check_bands: each reproduction's headline numbers against their measured bands
-families  which methods run on which families: the README's family table (family_table)
+families  which methods run on which families: the family table of docs/guides/families.md (family_table)
 runner    run_notebooks, write_index, notebook_parameters: what make tutorials and make test run
 
 The runner's command line is :mod:`nbtoolkit.cli.tutorials`, the bands' :mod:`nbtoolkit.cli.bands`. ``families`` and ``runner`` are

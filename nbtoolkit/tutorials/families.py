@@ -1,9 +1,10 @@
-"""Which methods run on which model families: the README's family table.
+"""Which methods run on which model families: the family table of the docs
+(docs/guides/families.md, generated at build time).
 
 Built from the anatomy (each family's kind, block layout and positions) and from the support each
 method declares (its ``SUPPORTED_KINDS``, or the families whose weights it can read);
 ``tests/test_families.py`` runs every method on every family this table gives it, on a tiny model,
-and checks that the others refuse, and that the README holds this very table.
+and checks that the others refuse, and tests/test_docs.py that the docs include this very table.
 
     print(family_table())     # markdown
 """
@@ -34,7 +35,7 @@ def method_support() -> dict[str, list[str]]:
 
 
 def family_table() -> str:
-    """The README's table: one row per family, a ✓ under each method it runs (and is tested) on."""
+    """The family table (docs/guides/families.md): one row per family, a ✓ under each method it runs (and is tested) on."""
     support = method_support()
     header = ["family", "`model_type`", "kind", "block", "notes", *support]
     rows = [header, ["---"] * len(header)]

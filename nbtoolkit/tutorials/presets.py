@@ -30,6 +30,7 @@ COLAB_BADGE = f"https://colab.research.google.com/{REPOSITORY.replace('github.co
 INSTALL_SOURCE = f"git+https://{REPOSITORY}"
 SOURCE_VARIABLE = "NBTOOLKIT_SOURCE"  # overrides INSTALL_SOURCE in the install cell (CI: a wheel)
 
+#: The preset names a notebook's ``PRESET`` parameter takes.
 PRESETS = ("cpu", "paper")
 NOT_HUB_MODELS = {"mlp-16": "03's task network, trained in the notebook",
                   "trained-here": "04's small transformer, trained in the notebook"}
@@ -133,6 +134,7 @@ BURNS_MODELS = ("FacebookAI/roberta-large-mnli", "microsoft/deberta-v2-xxlarge-m
                 "EleutherAI/gpt-j-6b", "google-t5/t5-11b", "allenai/unifiedqa-t5-11b",
                 "bigscience/T0pp")  # Burns et al. Table 1's columns
 
+#: Every notebook's presets: its cpu parameters and its paper preset (model, data, sizes, sources).
 NOTEBOOKS: dict[str, NotebookPresets] = {
     "00_getting_started": NotebookPresets(
         paper_name="pyvene's interchange-intervention tutorial (Wu et al. 2024)",
@@ -400,7 +402,7 @@ def describe(notebook: str, kept: dict | None = None) -> str:
 
 
 def paper_table() -> str:
-    """The README's table of the paper presets: notebook, paper, model(s), data, GPU estimate."""
+    """The table of the paper presets (docs/guides/presets.md): notebook, paper, model(s), data, GPU estimate."""
     rows = [["notebook", "`PRESET = \"paper\"` reproduces", "model(s)", "data",
              "GPU min (est.)", "GPU memory (est.)"], ["---"] * 6]
     for notebook, table in NOTEBOOKS.items():

@@ -77,7 +77,7 @@ def layer_curve_explorer(frame: pd.DataFrame, y: str, x: str = "layer",
 
 
 def token_view(tokens: Sequence[str], scores, *, cmap: str = "Reds") -> w.HTML:
-    """Tokens coloured by ``scores`` ``[n_tokens]`` (scaled to the largest finite |score|; a
+    """Tokens coloured by ``scores`` ``[n_tokens]`` (scaled to the largest finite \\|score\\|; a
     NaN or infinite score leaves its token uncoloured)."""
     scores = np.asarray(scores, dtype=float)
     if scores.ndim != 1 or len(tokens) != len(scores):
