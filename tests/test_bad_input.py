@@ -753,3 +753,60 @@ def test_token_view_colours_the_finite_scores():
     """Before the fix one NaN made every token's colour NaN."""
     html = token_view(["a", "b", "c"], [1.0, NAN, 0.5]).value
     assert html.count("background:rgb(") == 2 and html.count("background:transparent") == 1
+
+
+# ------------------------------------------------------------ issue 30: files we do not own
+
+BAD_FILE_NAMES = {
+    "results name with ..": "../x",
+    "results name with a folder": "sub/x",
+    "results name ..": "..",
+    "results name empty": "",
+    "results name with a backslash": "..\\x",
+}
+
+
+@pytest.mark.parametrize("name", BAD_FILE_NAMES)
+def test_bad_results_name_writes_nothing(tmp_path, monkeypatch, name):
+    from nbtoolkit.tutorials.results import save_results
+
+    monkeypatch.setenv("NBTOOLKIT_RESULTS", str(tmp_path / "results"))
+    _raises(save_results, ValueError, f"{BAD_FILE_NAMES[name]!r} is not a file name",
+            BAD_FILE_NAMES[name], pd.DataFrame({"a": [1]}))
+    assert not any(tmp_path.rglob("*"))
+
+
+def _exercise(folder: Path, stem: str) -> None:
+    import nbformat
+
+    cell = nbformat.v4.new_code_cell("### BEGIN SOLUTION\nx = 1\n### END SOLUTION", metadata={
+        "nbgrader": {"solution": True, "grade": False, "locked": False, "grade_id": f"{stem}_x",
+                     "schema_version": 3}})
+    folder.mkdir(exist_ok=True)
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), folder / f"{stem}.ipynb")
+
+
+def test_release_keeps_what_it_did_not_write(tmp_path, capsys):
+    from nbtoolkit.cli import exercises
+    from nbtoolkit.exercises.release import kept, release
+
+    notebooks, build = tmp_path / "notebooks", tmp_path / "build"
+    _exercise(notebooks, "a")
+    _exercise(notebooks, "b")
+    release(notebooks, build)
+    source = build / "classroom" / "source"
+    own = source / "quiz" / "quiz.ipynb"  # an instructor's own assignment
+    own.parent.mkdir()
+    own.write_text("{}")
+    extra = source / "a" / "data.csv"  # a file beside a tutorial's copy
+    extra.write_text("1,2")
+    config = build / "classroom" / "nbgrader_config.py"
+    config.write_text(config.read_text() + "c.Exchange.root = '/srv/exchange'\n")
+    (notebooks / "b.ipynb").unlink()
+    assert exercises.main([str(notebooks), str(build)]) == 0
+    assert own.read_text() == "{}" and extra.read_text() == "1,2"
+    assert "/srv/exchange" in config.read_text()
+    assert not (source / "b").exists() and (source / "a" / "a.ipynb").exists()
+    assert kept(build) == [extra, own, config]
+    out = capsys.readouterr().out
+    assert "kept, not written by nbtoolkit (3 files)" in out and str(own) in out
