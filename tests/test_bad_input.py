@@ -810,3 +810,44 @@ def test_release_keeps_what_it_did_not_write(tmp_path, capsys):
     assert kept(build) == [extra, own, config]
     out = capsys.readouterr().out
     assert "kept, not written by nbtoolkit (3 files)" in out and str(own) in out
+
+
+# ------------------------------------------------------------ issue 30: caches keyed on everything
+
+def _deep_edit(lm):
+    """Add 1 to the last value of the last block's MLP output weight (past any sample)."""
+    with torch.no_grad():
+        lm.model.model.layers[-1].mlp.down_proj.weight.data.view(-1)[-1] += 1.0
+
+
+CACHE_KEY_CHANGES = {
+    "one MLP weight deep in the model": _deep_edit,
+    "a buffer": lambda lm: lm.model.model.rotary_emb.inv_freq.mul_(2),
+    "the dtype": lambda lm: lm.model.to(torch.float64),
+    "the tokenizer's padding side": lambda lm: setattr(
+        lm.tokenizer, "padding_side", "right" if lm.tokenizer.padding_side == "left" else "left"),
+}
+
+
+@pytest.mark.parametrize("name", CACHE_KEY_CHANGES)
+def test_model_fingerprint_changes_with_what_changes_the_states(name):
+    from nbtoolkit.ccs.activations import model_fingerprint
+
+    lm = tiny_model("llama", n_layers=2)
+    before = model_fingerprint(lm)
+    CACHE_KEY_CHANGES[name](lm)
+    assert model_fingerprint(lm) != before
+
+
+def test_extract_after_a_weight_edit_returns_fresh_states(tmp_path):
+    from nbtoolkit.ccs.activations import extract
+    from nbtoolkit.data.contrast import load_contrast
+
+    lm = tiny_model("llama", n_layers=2)
+    pairs = load_contrast("arithmetic", templates=0, n=6, seed=1)[0]
+    cached = extract(lm, pairs, cache=tmp_path, progress=False)
+    _deep_edit(lm)
+    again = extract(lm, pairs, cache=tmp_path, progress=False)
+    fresh = extract(lm, pairs, cache=False, progress=False)
+    assert not np.allclose(again.hidden_pos[:, -1], cached.hidden_pos[:, -1])
+    np.testing.assert_array_equal(again.hidden_pos, fresh.hidden_pos)
