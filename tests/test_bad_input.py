@@ -851,3 +851,75 @@ def test_extract_after_a_weight_edit_returns_fresh_states(tmp_path):
     fresh = extract(lm, pairs, cache=False, progress=False)
     assert not np.allclose(again.hidden_pos[:, -1], cached.hidden_pos[:, -1])
     np.testing.assert_array_equal(again.hidden_pos, fresh.hidden_pos)
+
+
+# ------------------------------------------------------------ issue 30: training that diverges
+
+def _das_nan_at_step_2(monkeypatch):
+    from nbtoolkit.das import train
+
+    real, calls = train.das_step, []
+
+    def step(*args):
+        calls.append(1)
+        loss = real(*args)
+        return loss * NAN if len(calls) == 3 else loss
+    monkeypatch.setattr(train, "das_step", step)
+
+
+def _train_das(lm):
+    g = torch.Generator().manual_seed(0)
+    data = {"base": torch.randint(3, 50, (16, 4), generator=g),
+            "source": torch.randint(3, 50, (16, 4), generator=g),
+            "labels": torch.randint(0, 5, (16,), generator=g)}
+    rotation = das.RotatedSubspace(D, 4)
+    before = {k: v.clone() for k, v in rotation.state_dict().items()}
+    try:
+        das.train_das(lm, rotation, "layer.0", data, at=-1, batch_size=4, lr=1e-1, progress=False)
+    finally:
+        assert all(torch.equal(v, before[k]) for k, v in rotation.state_dict().items())
+
+
+def _task_data():
+    g = torch.Generator().manual_seed(0)
+    return {"base": torch.randint(3, 50, (8, 4), generator=g),
+            "labels": torch.randint(0, 5, (8,), generator=g)}
+
+
+DIVERGING = {
+    "SelfIE supervised control, lr 1e30": (lambda m: nbtoolkit.selfie.supervised_control(
+        m, "Big Ben is in London", token=2, layer=1, target=torch.ones(D), lr=1e30, steps=5),
+        "SelfIE control of layer 1 diverged at step 1"),
+    "DAS fit of the task model, lr 1e30": (lambda m: das.fit(m, _task_data(), lr=1e30, epochs=3,
+                                                             batch_size=4, progress=False),
+                                           "fit diverged at step 2"),
+    "DAS training, a NaN loss at step 2": (_train_das, "DAS training at layer.0 diverged at step 2"),
+    "CCS probe, lr 1e30": (lambda m: probes.make_reporter("ccs", lr=1e30, n_tries=2, epochs=20).fit(
+        *_pairs()[:2]), "CCS training diverged at step 2"),
+}
+
+
+@pytest.mark.parametrize("name", DIVERGING)
+def test_diverging_training_stops_restores_and_names_the_step(lm, monkeypatch, name):
+    from nbtoolkit.core.modes import TrainingDiverged
+
+    if name.startswith("DAS training"):
+        _das_nan_at_step_2(monkeypatch)
+    before = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    hooks = hook_count(lm.model)
+    call, fragment = DIVERGING[name]
+    _raises(call, TrainingDiverged, fragment, lm)
+    assert all(torch.equal(v, before[k]) for k, v in lm.model.state_dict().items())
+    assert hook_count(lm.model) == hooks and not lm.model.training
+
+
+def test_selfie_edits_restored_out_of_order_are_refused(lm):
+    from nbtoolkit.selfie import supervised_control
+
+    before = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    first = supervised_control(lm, "Big Ben is in London", token=2, layer=1, target=torch.ones(D))
+    second = supervised_control(lm, "Big Ben is in London", token=2, layer=1, target=-torch.ones(D))
+    _raises(first.restore, RuntimeError, "1 later edit(s) of layer 1's MLP are still in place")
+    second.restore()
+    first.restore()
+    assert all(torch.equal(v, before[k]) for k, v in lm.model.state_dict().items())
