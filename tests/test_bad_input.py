@@ -474,6 +474,11 @@ BAD_CLI = {
     "negative variance weight": (["--var-weight", "-1"], "got -1.0"),
     "covariance weight 2": (["--neg-cov-weight", "2"], "between 0 and 1, got 2.0"),
     "template past the last": (["--templates", "99"], "got 99"),
+    "layer below the embeddings": (["--layers", "-2"], "--layers must be one or more of -1 "
+                                                       "(the embeddings)"),
+    "layers with no value": (["--layers"], "--layers must be one or more of -1"),
+    "templates with no value": (["--templates"], "--templates must be one or more template"),
+    "negative template": (["--templates", "-1"], "got [-1]"),
 }
 
 
@@ -923,3 +928,83 @@ def test_selfie_edits_restored_out_of_order_are_refused(lm):
     second.restore()
     first.restore()
     assert all(torch.equal(v, before[k]) for k, v in lm.model.state_dict().items())
+
+
+# ------------------------------------------------------------ issue 30: command lines never pass vacuously
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ccs_layers_help_says_minus_one_is_the_embeddings(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["elicit", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "-1 = embeddings" in help_text and "0 = embeddings" not in help_text
+
+
+@pytest.mark.parametrize("how, fragment", [
+    ("missing", "no folder"),
+    ("empty", "holds no run"),
+    ("sweep without runs", "holds no run"),
+])
+def test_ccs_plot_of_a_folder_without_runs_fails(tmp_path, how, fragment):
+    folder = tmp_path / "runs"
+    if how != "missing":
+        folder.mkdir()
+    if how == "sweep without runs":
+        (folder / "transfer.csv").write_text("model,reporter,layer,auroc,train,eval\n")
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["plot", str(folder)])
+    assert fragment in str(caught.value.code) and str(folder) in str(caught.value.code)
+
+
+@pytest.fixture()
+def tutorial_runs(monkeypatch, tmp_path):
+    """Run the tutorials CLI without running notebooks: records each notebook's parameters."""
+    from nbtoolkit.cli import tutorials
+
+    seen = {}
+
+    def run(paths, out, *, jobs, parameters, report):
+        seen.update({p.stem: parameters(p.stem) for p in paths})
+        return []
+    monkeypatch.setattr(tutorials, "run_notebooks", run)
+    monkeypatch.setattr(tutorials, "write_index", lambda build, runs: build / "index.html")
+    return lambda *argv: (tutorials.main([str(ROOT / "notebooks"), str(tmp_path), *argv]), seen)[1]
+
+
+def test_tutorials_p_preset_is_the_preset_option(tutorial_runs):
+    seen = tutorial_runs("--only", "02", "-p", "PRESET=paper")
+    assert seen["02_causal_tracing"]["PRESET"] == "paper"
+
+
+def test_tutorials_model_skips_03_and_says_so(tutorial_runs, capsys):
+    seen = tutorial_runs("--only", "02", "03", "-p", "MODEL=gpt2")
+    assert seen["02_causal_tracing"]["MODEL"] == "gpt2" and "MODEL" not in seen["03_das"]
+    assert "03_das: MODEL stays 'mlp-16'" in capsys.readouterr().out
+
+
+BAD_TUTORIAL_ARGS = {
+    "an unknown preset through -p": (["-p", "PRESET=fast"], "PRESET must be one of cpu, paper, "
+                                                           "got 'fast'"),
+    "-p PRESET and --preset disagree": (["--preset", "cpu", "-p", "PRESET=paper"],
+                                        "-p PRESET='paper' and --preset 'cpu' disagree"),
+    "--model for 03 alone": (["--only", "03", "--model", "gpt2"],
+                             "--model 'gpt2' applies to no notebook run here: 03_das"),
+    "-p MODEL= for 03 alone": (["--only", "03", "-p", "MODEL=gpt2"], "applies to no notebook"),
+    "a folder that does not exist": (["MISSING"], "no folder"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_TUTORIAL_ARGS)
+def test_bad_tutorials_command_line_runs_nothing(tutorial_runs, tmp_path, capsys, name):
+    from nbtoolkit.cli import tutorials
+
+    argv, fragment = BAD_TUTORIAL_ARGS[name]
+    with pytest.raises(SystemExit) as caught:
+        if argv[0] == "MISSING":
+            tutorials.main([str(tmp_path / "missing"), str(tmp_path)])
+        else:
+            tutorial_runs(*argv)
+    assert caught.value.code != 0
+    assert fragment in capsys.readouterr().err + str(caught.value.code)
