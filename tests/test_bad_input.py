@@ -1008,3 +1008,69 @@ def test_bad_tutorials_command_line_runs_nothing(tutorial_runs, tmp_path, capsys
             tutorial_runs(*argv)
     assert caught.value.code != 0
     assert fragment in capsys.readouterr().err + str(caught.value.code)
+
+
+# ------------------------------------------------------------ issue 30: data loaders name the file
+
+GOOD_CONTRAST = {"choices": ["false", "true"], "templates": ["{statement} Answer:"],
+                 "examples": [{"statement": "a", "label": 0}, {"statement": "b", "label": 1}]}
+BAD_CONTRAST_FILES = {
+    "empty file": ("", "is empty"),
+    "truncated JSON": (json.dumps(GOOD_CONTRAST)[:40], "is not valid JSON"),
+    "binary file": (b"\x89PNG\r\n\x1a\n\xff\xfe", "is not text"),
+    "a list, not an object": ("[]", "holds a JSON list, not an object"),
+    "no templates key": ({**GOOD_CONTRAST, "templates": None}, "missing key 'templates'"),
+    "empty templates": ({**GOOD_CONTRAST, "templates": []}, "'templates' must be a non-empty"),
+    "a third choice": ({**GOOD_CONTRAST, "choices": ["a", "b", "c"]},
+                       "'choices' must be two answer strings"),
+    "missing field": ({**GOOD_CONTRAST, "examples": [{"label": 0}, {"statement": "b", "label": 1}]},
+                      "example 0 lacks the field 'statement'"),
+    "missing label": ({**GOOD_CONTRAST, "examples": [{"statement": "a"}]}, "example 0 has label None"),
+    "label 2": ({**GOOD_CONTRAST, "examples": [{"statement": "a", "label": 2}]}, "has label 2"),
+    "one class": ({**GOOD_CONTRAST, "examples": [{"statement": "a", "label": 1}] * 3},
+                  "every example has label 1"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_CONTRAST_FILES)
+def test_bad_contrast_file_is_named_with_its_problem(tmp_path, name):
+    from nbtoolkit.data.contrast import load_contrast
+
+    content, fragment = BAD_CONTRAST_FILES[name]
+    path = tmp_path / "mine.json"
+    if isinstance(content, dict):
+        content = json.dumps({k: v for k, v in content.items() if v is not None})
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    _raises(lambda: load_contrast("mine", 0, folder=tmp_path), ValueError, fragment)
+    _raises(lambda: load_contrast("mine", 0, folder=tmp_path), ValueError, str(path))
+    _raises(lambda: load_contrast("mine", 0, folder=tmp_path), ValueError,
+            "data/contrast/README.md")
+
+
+def test_contrast_folder_that_does_not_exist_is_named(tmp_path):
+    from nbtoolkit.data.contrast import load_contrast
+
+    _raises(lambda: load_contrast("capitals", folder=tmp_path / "nope"), ValueError,
+            f"no folder {tmp_path / 'nope'}")
+
+
+BAD_KNOWN_1000 = {
+    "empty": (b"", "is empty"),
+    "truncated": (b'[{"subject": "Paris", "attribute"', "(the file ends there: truncated?)"),
+    "binary": (b"\x1f\x8b\x08\x00\xff\xfe", "is not text"),
+    "not a list": (b'{"a": 1}', "must hold a non-empty JSON list"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_KNOWN_1000)
+def test_damaged_cached_known_1000_names_the_copy_to_delete(tmp_path, monkeypatch, name):
+    from nbtoolkit.data.facts import load_facts, load_rome_known_1000, rome_known_1000_path
+
+    monkeypatch.setenv("NBTOOLKIT_CACHE", str(tmp_path))
+    path = rome_known_1000_path()
+    path.parent.mkdir(parents=True)
+    content, fragment = BAD_KNOWN_1000[name]
+    path.write_bytes(content)
+    _raises(load_rome_known_1000, ValueError, fragment)
+    _raises(load_rome_known_1000, ValueError, f"Delete the cached copy ({path})")
+    _raises(load_facts, ValueError, fragment, path)
