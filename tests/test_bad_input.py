@@ -155,6 +155,12 @@ def test_bad_patch_fails_in_the_forward_and_leaves_no_hooks(lm, name):
 BAD_HEAD_PATCHES = {
     "head out of range": (lambda: Zero(heads=[9]), ValueError, "heads [9] out of range"),
     "negative head out of range": (lambda: Zero(heads=-9), ValueError, "heads [-9] out of range"),
+    "value of 3 heads (of 4), head 0": (lambda: Set(torch.ones(3, D // 4), heads=[0]), ValueError,
+                                        "has 3 heads; give all 4 heads or the 1 selected"),
+    "value of 3 heads (of 4), head 3": (lambda: Set(torch.ones(3, D // 4), heads=[3]), ValueError,
+                                        "has 3 heads; give all 4 heads"),
+    "value of 6 heads (of 4)": (lambda: Add(torch.ones(6, D // 4), heads=[0, 1]), ValueError,
+                                "has 6 heads"),
 }
 
 
@@ -1074,3 +1080,23 @@ def test_damaged_cached_known_1000_names_the_copy_to_delete(tmp_path, monkeypatc
     _raises(load_rome_known_1000, ValueError, fragment)
     _raises(load_rome_known_1000, ValueError, f"Delete the cached copy ({path})")
     _raises(load_facts, ValueError, fragment, path)
+
+
+# ------------------------------------------------------------ issue 30: metrics checked
+
+BAD_SWEEP_METRICS = {
+    "a scalar": lambda p: (p[:, 5] - p[:, 6]).mean(),
+    "a float": lambda p: 0.5,
+    "one number per vocabulary entry": lambda p: p[0],
+    "a column": lambda p: p[:, [5]],
+}
+
+
+@pytest.mark.parametrize("name", BAD_SWEEP_METRICS)
+def test_sweep_metric_must_give_one_number_per_row(lm, name):
+    from nbtoolkit.interchange import interchange_sweep
+
+    before = hook_count(lm.model)
+    _raises(lambda: interchange_sweep(lm, "abcd", "abce", BAD_SWEEP_METRICS[name], layers=[0]),
+            ValueError, "metric must return one number per row of probs")
+    assert hook_count(lm.model) == before
