@@ -1100,3 +1100,48 @@ def test_sweep_metric_must_give_one_number_per_row(lm, name):
     _raises(lambda: interchange_sweep(lm, "abcd", "abce", BAD_SWEEP_METRICS[name], layers=[0]),
             ValueError, "metric must return one number per row of probs")
     assert hook_count(lm.model) == before
+
+
+# ------------------------------------------------------------ issue 30: exercise checks at the edges
+
+def _residual(lm, prompt, layer):
+    from nbtoolkit.exercises.feedback import captured
+
+    return captured(lm, prompt, nbtoolkit.site_name(layer))
+
+
+def _my_helper():
+    raise NotImplementedError("the helper I have not written yet")
+
+
+EXERCISE_EDGES = {
+    "a bfloat16 answer": (lambda lm, p, layer: _residual(lm, p, layer).bfloat16(), "passed", ""),
+    "a float16 answer": (lambda lm, p, layer: _residual(lm, p, layer).half(), "passed", ""),
+    "a bfloat16 answer that is wrong": (lambda lm, p, layer: (_residual(lm, p, layer) * 1.1).bfloat16(),
+                                        "failed", "compared within"),
+    "NotImplementedError from the student's helper": (lambda lm, p, layer: _my_helper(), "failed",
+                                                      "your function called _my_helper"),
+}
+
+
+@pytest.mark.parametrize("name", EXERCISE_EDGES)
+def test_exercise_check_judges_the_value(name):
+    from nbtoolkit.exercises.getting_started import check_residual_at
+
+    student, status, fragment = EXERCISE_EDGES[name]
+    feedback = check_residual_at(student)
+    assert feedback.status == status and fragment in feedback.message, str(feedback)
+
+
+def test_exercise_0d_tensor_is_one_number():
+    from nbtoolkit.exercises.feedback import tensor
+
+    assert tensor(torch.tensor(2.0), "x", (1,)).tolist() == [2.0]
+
+
+def test_untouched_stub_is_still_not_done():
+    from nbtoolkit.exercises.getting_started import check_residual_at
+
+    def residual_at(lm, prompt, layer):
+        raise NotImplementedError()
+    assert check_residual_at(residual_at).status == "not done yet"
