@@ -850,6 +850,17 @@ def test_model_fingerprint_changes_with_what_changes_the_states(name):
     assert model_fingerprint(lm) != before
 
 
+def test_model_fingerprint_ignores_the_state_a_padded_call_leaves():
+    from nbtoolkit.ccs.activations import model_fingerprint
+
+    lm = tiny_model("llama", n_layers=2)
+    before = model_fingerprint(lm)
+    lm.encode(["a", "abc"])  # sets the fast tokenizer's padding, which a cache key must not see
+    with torch.no_grad():
+        lm.model(**lm.encode(["abcdef"]))
+    assert model_fingerprint(lm) == before
+
+
 def test_extract_after_a_weight_edit_returns_fresh_states(tmp_path):
     from nbtoolkit.ccs.activations import extract
     from nbtoolkit.data.contrast import load_contrast

@@ -284,10 +284,15 @@ def model_fingerprint(lm) -> str:
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
-    """A hash of a tokenizer: its full definition (a fast tokenizer's JSON, else its vocabulary),
-    special tokens and padding side."""
+    """A hash of a tokenizer: its full definition (a fast tokenizer's JSON without the padding and
+    truncation that each call sets, else its vocabulary), special tokens and padding side."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    text = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
+    if backend is not None:
+        definition = json.loads(backend.to_str())
+        definition.pop("padding", None), definition.pop("truncation", None)
+        text = json.dumps(definition, sort_keys=True)
+    else:
+        text = json.dumps(sorted(tokenizer.get_vocab().items()))
     extra = [sorted(tokenizer.special_tokens_map.items()), tokenizer.padding_side]
     return hashlib.sha256((text + json.dumps(extra, default=str)).encode()).hexdigest()[:16]
 
