@@ -76,6 +76,8 @@ BAD_INTERVENTIONS = {
     "Overlay nan strength": (lambda: Overlay(torch.ones(D), strength=NAN), ValueError, "got nan"),
     "Overlay unknown mode": (lambda: Overlay(torch.ones(D), mode="mix"), ValueError, "'mix'"),
     "Overlay nan value": (lambda: Overlay(torch.full((D,), NAN)), ValueError, "NaN"),
+    "at empty list": (lambda: Zero(at=[]), ValueError, "`at` [] selects no position"),
+    "at empty rows": (lambda: Zero(at=[[], []]), ValueError, "`at` [[], []] selects no position"),
     "at True": (lambda: Zero(at=True), TypeError, "got True"),
     "at False": (lambda: Zero(at=False), TypeError, "got False"),
     "heads empty list": (lambda: Zero(heads=[]), ValueError, "got []"),
