@@ -96,9 +96,10 @@ def _write_source(course: Path, sources: list[Path]) -> None:
     before = set(json.loads(record.read_text())) if record.exists() else set()
     now = [f"{path.stem}/{path.name}" for path in sources]
     for name in sorted(before - set(now)):
+        folder = (source / name).parent
         (source / name).unlink(missing_ok=True)
-        if not any((source / name).parent.iterdir()):
-            (source / name).parent.rmdir()
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
     for path in sources:
         (source / path.stem).mkdir(exist_ok=True)
         shutil.copy(path, source / path.stem / path.name)
