@@ -76,6 +76,8 @@ BAD_INTERVENTIONS = {
     "Overlay nan strength": (lambda: Overlay(torch.ones(D), strength=NAN), ValueError, "got nan"),
     "Overlay unknown mode": (lambda: Overlay(torch.ones(D), mode="mix"), ValueError, "'mix'"),
     "Overlay nan value": (lambda: Overlay(torch.full((D,), NAN)), ValueError, "NaN"),
+    "at empty list": (lambda: Zero(at=[]), ValueError, "`at` [] selects no position"),
+    "at empty rows": (lambda: Zero(at=[[], []]), ValueError, "`at` [[], []] selects no position"),
     "at True": (lambda: Zero(at=True), TypeError, "got True"),
     "at False": (lambda: Zero(at=False), TypeError, "got False"),
     "heads empty list": (lambda: Zero(heads=[]), ValueError, "got []"),
@@ -155,6 +157,12 @@ def test_bad_patch_fails_in_the_forward_and_leaves_no_hooks(lm, name):
 BAD_HEAD_PATCHES = {
     "head out of range": (lambda: Zero(heads=[9]), ValueError, "heads [9] out of range"),
     "negative head out of range": (lambda: Zero(heads=-9), ValueError, "heads [-9] out of range"),
+    "value of 3 heads (of 4), head 0": (lambda: Set(torch.ones(3, D // 4), heads=[0]), ValueError,
+                                        "has 3 heads; give all 4 heads or the 1 selected"),
+    "value of 3 heads (of 4), head 3": (lambda: Set(torch.ones(3, D // 4), heads=[3]), ValueError,
+                                        "has 3 heads; give all 4 heads"),
+    "value of 6 heads (of 4)": (lambda: Add(torch.ones(6, D // 4), heads=[0, 1]), ValueError,
+                                "has 6 heads"),
 }
 
 
@@ -474,6 +482,11 @@ BAD_CLI = {
     "negative variance weight": (["--var-weight", "-1"], "got -1.0"),
     "covariance weight 2": (["--neg-cov-weight", "2"], "between 0 and 1, got 2.0"),
     "template past the last": (["--templates", "99"], "got 99"),
+    "layer below the embeddings": (["--layers", "-2"], "--layers must be one or more of -1 "
+                                                       "(the embeddings)"),
+    "layers with no value": (["--layers"], "--layers must be one or more of -1"),
+    "templates with no value": (["--templates"], "--templates must be one or more template"),
+    "negative template": (["--templates", "-1"], "got [-1]"),
 }
 
 
@@ -753,3 +766,395 @@ def test_token_view_colours_the_finite_scores():
     """Before the fix one NaN made every token's colour NaN."""
     html = token_view(["a", "b", "c"], [1.0, NAN, 0.5]).value
     assert html.count("background:rgb(") == 2 and html.count("background:transparent") == 1
+
+
+# ------------------------------------------------------------ issue 30: files we do not own
+
+BAD_FILE_NAMES = {
+    "results name with ..": "../x",
+    "results name with a folder": "sub/x",
+    "results name ..": "..",
+    "results name empty": "",
+    "results name with a backslash": "..\\x",
+}
+
+
+@pytest.mark.parametrize("name", BAD_FILE_NAMES)
+def test_bad_results_name_writes_nothing(tmp_path, monkeypatch, name):
+    from nbtoolkit.tutorials.results import save_results
+
+    monkeypatch.setenv("NBTOOLKIT_RESULTS", str(tmp_path / "results"))
+    _raises(save_results, ValueError, f"{BAD_FILE_NAMES[name]!r} is not a file name",
+            BAD_FILE_NAMES[name], pd.DataFrame({"a": [1]}))
+    assert not any(tmp_path.rglob("*"))
+
+
+def _exercise(folder: Path, stem: str) -> None:
+    import nbformat
+
+    cell = nbformat.v4.new_code_cell("### BEGIN SOLUTION\nx = 1\n### END SOLUTION", metadata={
+        "nbgrader": {"solution": True, "grade": False, "locked": False, "grade_id": f"{stem}_x",
+                     "schema_version": 3}})
+    folder.mkdir(exist_ok=True)
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), folder / f"{stem}.ipynb")
+
+
+def test_release_keeps_what_it_did_not_write(tmp_path, capsys):
+    from nbtoolkit.cli import exercises
+    from nbtoolkit.exercises.release import kept, release
+
+    notebooks, build = tmp_path / "notebooks", tmp_path / "build"
+    _exercise(notebooks, "a")
+    _exercise(notebooks, "b")
+    release(notebooks, build)
+    source = build / "classroom" / "source"
+    own = source / "quiz" / "quiz.ipynb"  # an instructor's own assignment
+    own.parent.mkdir()
+    own.write_text("{}")
+    extra = source / "a" / "data.csv"  # a file beside a tutorial's copy
+    extra.write_text("1,2")
+    config = build / "classroom" / "nbgrader_config.py"
+    config.write_text(config.read_text() + "c.Exchange.root = '/srv/exchange'\n")
+    (notebooks / "b.ipynb").unlink()
+    assert exercises.main([str(notebooks), str(build)]) == 0
+    assert own.read_text() == "{}" and extra.read_text() == "1,2"
+    assert "/srv/exchange" in config.read_text()
+    assert not (source / "b").exists() and (source / "a" / "a.ipynb").exists()
+    assert kept(build) == [extra, own, config]
+    out = capsys.readouterr().out
+    assert "kept, not written by nbtoolkit (3 files)" in out and str(own) in out
+
+
+# ------------------------------------------------------------ issue 30: caches keyed on everything
+
+def _deep_edit(lm):
+    """Add 1 to the last value of the last block's MLP output weight (past any sample)."""
+    with torch.no_grad():
+        lm.model.model.layers[-1].mlp.down_proj.weight.data.view(-1)[-1] += 1.0
+
+
+CACHE_KEY_CHANGES = {
+    "one MLP weight deep in the model": _deep_edit,
+    "a buffer": lambda lm: lm.model.model.rotary_emb.inv_freq.mul_(2),
+    "the dtype": lambda lm: lm.model.to(torch.float64),
+    "the tokenizer's padding side": lambda lm: setattr(
+        lm.tokenizer, "padding_side", "right" if lm.tokenizer.padding_side == "left" else "left"),
+}
+
+
+@pytest.mark.parametrize("name", CACHE_KEY_CHANGES)
+def test_model_fingerprint_changes_with_what_changes_the_states(name):
+    from nbtoolkit.ccs.activations import model_fingerprint
+
+    lm = tiny_model("llama", n_layers=2)
+    before = model_fingerprint(lm)
+    CACHE_KEY_CHANGES[name](lm)
+    assert model_fingerprint(lm) != before
+
+
+def test_model_fingerprint_ignores_the_state_a_padded_call_leaves():
+    from nbtoolkit.ccs.activations import model_fingerprint
+
+    lm = tiny_model("llama", n_layers=2)
+    before = model_fingerprint(lm)
+    lm.encode(["a", "abc"])  # sets the fast tokenizer's padding, which a cache key must not see
+    with torch.no_grad():
+        lm.model(**lm.encode(["abcdef"]))
+    assert model_fingerprint(lm) == before
+
+
+def test_extract_after_a_weight_edit_returns_fresh_states(tmp_path):
+    from nbtoolkit.ccs.activations import extract
+    from nbtoolkit.data.contrast import load_contrast
+
+    lm = tiny_model("llama", n_layers=2)
+    pairs = load_contrast("arithmetic", templates=0, n=6, seed=1)[0]
+    cached = extract(lm, pairs, cache=tmp_path, progress=False)
+    _deep_edit(lm)
+    again = extract(lm, pairs, cache=tmp_path, progress=False)
+    fresh = extract(lm, pairs, cache=False, progress=False)
+    assert not np.allclose(again.hidden_pos[:, -1], cached.hidden_pos[:, -1])
+    np.testing.assert_array_equal(again.hidden_pos, fresh.hidden_pos)
+
+
+# ------------------------------------------------------------ issue 30: training that diverges
+
+def _das_nan_at_step_2(monkeypatch):
+    from nbtoolkit.das import train
+
+    real, calls = train.das_step, []
+
+    def step(*args):
+        calls.append(1)
+        loss = real(*args)
+        return loss * NAN if len(calls) == 3 else loss
+    monkeypatch.setattr(train, "das_step", step)
+
+
+def _train_das(lm):
+    g = torch.Generator().manual_seed(0)
+    data = {"base": torch.randint(3, 50, (16, 4), generator=g),
+            "source": torch.randint(3, 50, (16, 4), generator=g),
+            "labels": torch.randint(0, 5, (16,), generator=g)}
+    rotation = das.RotatedSubspace(D, 4)
+    before = {k: v.clone() for k, v in rotation.state_dict().items()}
+    try:
+        das.train_das(lm, rotation, "layer.0", data, at=-1, batch_size=4, lr=1e-1, progress=False)
+    finally:
+        assert all(torch.equal(v, before[k]) for k, v in rotation.state_dict().items())
+
+
+def _task_data():
+    g = torch.Generator().manual_seed(0)
+    return {"base": torch.randint(3, 50, (8, 4), generator=g),
+            "labels": torch.randint(0, 5, (8,), generator=g)}
+
+
+DIVERGING = {
+    "SelfIE supervised control, lr 1e30": (lambda m: nbtoolkit.selfie.supervised_control(
+        m, "Big Ben is in London", token=2, layer=1, target=torch.ones(D), lr=1e30, steps=5),
+        "SelfIE control of layer 1 diverged at step 1"),
+    "DAS fit of the task model, lr 1e30": (lambda m: das.fit(m, _task_data(), lr=1e30, epochs=3,
+                                                             batch_size=4, progress=False),
+                                           "fit diverged at step 2"),
+    "DAS training, a NaN loss at step 2": (_train_das, "DAS training at layer.0 diverged at step 2"),
+    "CCS probe, lr 1e30": (lambda m: probes.make_reporter("ccs", lr=1e30, n_tries=2, epochs=20).fit(
+        *_pairs()[:2]), "CCS training diverged at step 2"),
+}
+
+
+@pytest.mark.parametrize("name", DIVERGING)
+def test_diverging_training_stops_restores_and_names_the_step(lm, monkeypatch, name):
+    from nbtoolkit.core.modes import TrainingDiverged
+
+    if name.startswith("DAS training"):
+        _das_nan_at_step_2(monkeypatch)
+    before = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    hooks = hook_count(lm.model)
+    call, fragment = DIVERGING[name]
+    _raises(call, TrainingDiverged, fragment, lm)
+    assert all(torch.equal(v, before[k]) for k, v in lm.model.state_dict().items())
+    assert hook_count(lm.model) == hooks and not lm.model.training
+
+
+def test_selfie_edits_restored_out_of_order_are_refused(lm):
+    from nbtoolkit.selfie import supervised_control
+
+    before = {k: v.clone() for k, v in lm.model.state_dict().items()}
+    first = supervised_control(lm, "Big Ben is in London", token=2, layer=1, target=torch.ones(D))
+    second = supervised_control(lm, "Big Ben is in London", token=2, layer=1, target=-torch.ones(D))
+    _raises(first.restore, RuntimeError, "1 later edit(s) of layer 1's MLP are still in place")
+    second.restore()
+    first.restore()
+    assert all(torch.equal(v, before[k]) for k, v in lm.model.state_dict().items())
+
+
+# ------------------------------------------------------------ issue 30: command lines never pass vacuously
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ccs_layers_help_says_minus_one_is_the_embeddings(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["elicit", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "-1 = embeddings" in help_text and "0 = embeddings" not in help_text
+
+
+@pytest.mark.parametrize("how, fragment", [
+    ("missing", "no folder"),
+    ("empty", "holds no run"),
+    ("sweep without runs", "holds no run"),
+])
+def test_ccs_plot_of_a_folder_without_runs_fails(tmp_path, how, fragment):
+    folder = tmp_path / "runs"
+    if how != "missing":
+        folder.mkdir()
+    if how == "sweep without runs":
+        (folder / "transfer.csv").write_text("model,reporter,layer,auroc,train,eval\n")
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["plot", str(folder)])
+    assert fragment in str(caught.value.code) and str(folder) in str(caught.value.code)
+
+
+@pytest.fixture()
+def tutorial_runs(monkeypatch, tmp_path):
+    """Run the tutorials CLI without running notebooks: records each notebook's parameters."""
+    from nbtoolkit.cli import tutorials
+
+    seen = {}
+
+    def run(paths, out, *, jobs, parameters, report):
+        seen.update({p.stem: parameters(p.stem) for p in paths})
+        return []
+    monkeypatch.setattr(tutorials, "run_notebooks", run)
+    monkeypatch.setattr(tutorials, "write_index", lambda build, runs: build / "index.html")
+    return lambda *argv: (tutorials.main([str(ROOT / "notebooks"), str(tmp_path), *argv]), seen)[1]
+
+
+def test_tutorials_p_preset_is_the_preset_option(tutorial_runs):
+    seen = tutorial_runs("--only", "02", "-p", "PRESET=paper")
+    assert seen["02_causal_tracing"]["PRESET"] == "paper"
+
+
+def test_tutorials_model_skips_03_and_says_so(tutorial_runs, capsys):
+    seen = tutorial_runs("--only", "02", "03", "-p", "MODEL=gpt2")
+    assert seen["02_causal_tracing"]["MODEL"] == "gpt2" and "MODEL" not in seen["03_das"]
+    assert "03_das: MODEL stays 'mlp-16'" in capsys.readouterr().out
+
+
+BAD_TUTORIAL_ARGS = {
+    "an unknown preset through -p": (["-p", "PRESET=fast"], "PRESET must be one of cpu, paper, "
+                                                           "got 'fast'"),
+    "-p PRESET and --preset disagree": (["--preset", "cpu", "-p", "PRESET=paper"],
+                                        "-p PRESET='paper' and --preset 'cpu' disagree"),
+    "--model for 03 alone": (["--only", "03", "--model", "gpt2"],
+                             "--model 'gpt2' applies to no notebook run here: 03_das"),
+    "-p MODEL= for 03 alone": (["--only", "03", "-p", "MODEL=gpt2"], "applies to no notebook"),
+    "a folder that does not exist": (["MISSING"], "no folder"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_TUTORIAL_ARGS)
+def test_bad_tutorials_command_line_runs_nothing(tutorial_runs, tmp_path, capsys, name):
+    from nbtoolkit.cli import tutorials
+
+    argv, fragment = BAD_TUTORIAL_ARGS[name]
+    with pytest.raises(SystemExit) as caught:
+        if argv[0] == "MISSING":
+            tutorials.main([str(tmp_path / "missing"), str(tmp_path)])
+        else:
+            tutorial_runs(*argv)
+    assert caught.value.code != 0
+    assert fragment in capsys.readouterr().err + str(caught.value.code)
+
+
+# ------------------------------------------------------------ issue 30: data loaders name the file
+
+GOOD_CONTRAST = {"choices": ["false", "true"], "templates": ["{statement} Answer:"],
+                 "examples": [{"statement": "a", "label": 0}, {"statement": "b", "label": 1}]}
+BAD_CONTRAST_FILES = {
+    "empty file": ("", "is empty"),
+    "truncated JSON": (json.dumps(GOOD_CONTRAST)[:40], "is not valid JSON"),
+    "binary file": (b"\x89PNG\r\n\x1a\n\xff\xfe", "is not text"),
+    "a list, not an object": ("[]", "holds a JSON list, not an object"),
+    "no templates key": ({**GOOD_CONTRAST, "templates": None}, "missing key 'templates'"),
+    "empty templates": ({**GOOD_CONTRAST, "templates": []}, "'templates' must be a non-empty"),
+    "a third choice": ({**GOOD_CONTRAST, "choices": ["a", "b", "c"]},
+                       "'choices' must be two answer strings"),
+    "missing field": ({**GOOD_CONTRAST, "examples": [{"label": 0}, {"statement": "b", "label": 1}]},
+                      "example 0 lacks the field 'statement'"),
+    "missing label": ({**GOOD_CONTRAST, "examples": [{"statement": "a"}]}, "example 0 has label None"),
+    "label 2": ({**GOOD_CONTRAST, "examples": [{"statement": "a", "label": 2}]}, "has label 2"),
+    "one class": ({**GOOD_CONTRAST, "examples": [{"statement": "a", "label": 1}] * 3},
+                  "every example has label 1"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_CONTRAST_FILES)
+def test_bad_contrast_file_is_named_with_its_problem(tmp_path, name):
+    from nbtoolkit.data.contrast import load_contrast
+
+    content, fragment = BAD_CONTRAST_FILES[name]
+    path = tmp_path / "mine.json"
+    if isinstance(content, dict):
+        content = json.dumps({k: v for k, v in content.items() if v is not None})
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    _raises(lambda: load_contrast("mine", 0, folder=tmp_path), ValueError, fragment)
+    _raises(lambda: load_contrast("mine", 0, folder=tmp_path), ValueError, str(path))
+    _raises(lambda: load_contrast("mine", 0, folder=tmp_path), ValueError,
+            "data/contrast/README.md")
+
+
+def test_contrast_folder_that_does_not_exist_is_named(tmp_path):
+    from nbtoolkit.data.contrast import load_contrast
+
+    _raises(lambda: load_contrast("capitals", folder=tmp_path / "nope"), ValueError,
+            f"no folder {tmp_path / 'nope'}")
+
+
+BAD_KNOWN_1000 = {
+    "empty": (b"", "is empty"),
+    "truncated": (b'[{"subject": "Paris", "attribute"', "(the file ends there: truncated?)"),
+    "binary": (b"\x1f\x8b\x08\x00\xff\xfe", "is not text"),
+    "not a list": (b'{"a": 1}', "must hold a non-empty JSON list"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_KNOWN_1000)
+def test_damaged_cached_known_1000_names_the_copy_to_delete(tmp_path, monkeypatch, name):
+    from nbtoolkit.data.facts import load_facts, load_rome_known_1000, rome_known_1000_path
+
+    monkeypatch.setenv("NBTOOLKIT_CACHE", str(tmp_path))
+    path = rome_known_1000_path()
+    path.parent.mkdir(parents=True)
+    content, fragment = BAD_KNOWN_1000[name]
+    path.write_bytes(content)
+    _raises(load_rome_known_1000, ValueError, fragment)
+    _raises(load_rome_known_1000, ValueError, f"Delete the cached copy ({path})")
+    _raises(load_facts, ValueError, fragment, path)
+
+
+# ------------------------------------------------------------ issue 30: metrics checked
+
+BAD_SWEEP_METRICS = {
+    "a scalar": lambda p: (p[:, 5] - p[:, 6]).mean(),
+    "a float": lambda p: 0.5,
+    "one number per vocabulary entry": lambda p: p[0],
+    "a column": lambda p: p[:, [5]],
+}
+
+
+@pytest.mark.parametrize("name", BAD_SWEEP_METRICS)
+def test_sweep_metric_must_give_one_number_per_row(lm, name):
+    from nbtoolkit.interchange import interchange_sweep
+
+    before = hook_count(lm.model)
+    _raises(lambda: interchange_sweep(lm, "abcd", "abce", BAD_SWEEP_METRICS[name], layers=[0]),
+            ValueError, "metric must return one number per row of probs")
+    assert hook_count(lm.model) == before
+
+
+# ------------------------------------------------------------ issue 30: exercise checks at the edges
+
+def _residual(lm, prompt, layer):
+    from nbtoolkit.exercises.feedback import captured
+
+    return captured(lm, prompt, nbtoolkit.site_name(layer))
+
+
+def _my_helper():
+    raise NotImplementedError("the helper I have not written yet")
+
+
+EXERCISE_EDGES = {
+    "a bfloat16 answer": (lambda lm, p, layer: _residual(lm, p, layer).bfloat16(), "passed", ""),
+    "a float16 answer": (lambda lm, p, layer: _residual(lm, p, layer).half(), "passed", ""),
+    "a bfloat16 answer that is wrong": (lambda lm, p, layer: (_residual(lm, p, layer) * 1.1).bfloat16(),
+                                        "failed", "compared within"),
+    "NotImplementedError from the student's helper": (lambda lm, p, layer: _my_helper(), "failed",
+                                                      "your function called _my_helper"),
+}
+
+
+@pytest.mark.parametrize("name", EXERCISE_EDGES)
+def test_exercise_check_judges_the_value(name):
+    from nbtoolkit.exercises.getting_started import check_residual_at
+
+    student, status, fragment = EXERCISE_EDGES[name]
+    feedback = check_residual_at(student)
+    assert feedback.status == status and fragment in feedback.message, str(feedback)
+
+
+def test_exercise_0d_tensor_is_one_number():
+    from nbtoolkit.exercises.feedback import tensor
+
+    assert tensor(torch.tensor(2.0), "x", (1,)).tolist() == [2.0]
+
+
+def test_untouched_stub_is_still_not_done():
+    from nbtoolkit.exercises.getting_started import check_residual_at
+
+    def residual_at(lm, prompt, layer):
+        raise NotImplementedError()
+    assert check_residual_at(residual_at).status == "not done yet"

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -211,6 +212,34 @@ def test_same_size_corruption_of_the_weights(fake_cache, monkeypatch):
     os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # bit rot: same size, same mtime
     assert models.verify_cache(cache / FAKE, full=False)  # the cheap check trusts the mtime...
     assert not models.verify_cache(cache / FAKE)  # ...the full one does not
+
+
+def test_load_model_verify_full_rebuilds_a_corruption_behind_a_restored_mtime(fake_cache,
+                                                                             monkeypatch):
+    cache, log = fake_cache
+    monkeypatch.setattr(models, "SMALL_FILE", 0)  # treat the tiny weights as large ones
+    weights = cache / FAKE / "model.safetensors"
+    original, stat = weights.read_bytes(), weights.stat()
+    with open(weights, "r+b") as f:
+        f.seek(len(original) - 8)
+        f.write(b"\x7f" * 8)
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    load_model(FAKE)  # verify="quick" trusts the size and mtime (as the README says)
+    assert builds(log) == 1 and weights.read_bytes() != original
+    load_model(FAKE, verify="full")
+    assert builds(log) == 2 and weights.read_bytes() == original
+
+
+@pytest.mark.parametrize("name, verify, match", [
+    (FAKE, "sha256", "verify must be one of ('quick', 'full'), got 'sha256'"),
+    (FAKE, True, "got True"),
+    ("no-such-org/model", "full", "'no-such-org/model' is read by transformers"),
+])
+def test_bad_verify_is_refused_before_loading(fake_cache, name, verify, match):
+    cache, log = fake_cache
+    with pytest.raises(ValueError, match=re.escape(match)):
+        load_model(name, verify=verify)
+    assert builds(log) == 1
 
 
 def test_older_manifests_gain_hashes(fake_cache):

@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("--train-frac", type=float, default=DEFAULTS["train_frac"])
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--layers", type=int, nargs="*", default=None,
-                       help="hidden-state indices, 0 = embeddings (default: all)")
+                       help="layers: -1 = embeddings, i = after block i (default: all)")
         q.add_argument("--pooling", choices=["last", "mean"], default="last")
         q.add_argument("--reporters", nargs="*", default=list(DEFAULTS["reporters"]),
                        choices=list(REPORTERS))
@@ -123,7 +123,11 @@ _BOUNDS = {"n": (lambda v: v is None or v >= 2, "at least 2"),  # None: eval's d
            "n_tries": (lambda v: v >= 1, "at least 1"),
            "epochs": (lambda v: v >= 1, "at least 1"),
            "var_weight": (lambda v: v >= 0, "0 or more"),
-           "neg_cov_weight": (lambda v: 0 <= v <= 1, "between 0 and 1")}
+           "neg_cov_weight": (lambda v: 0 <= v <= 1, "between 0 and 1"),
+           "layers": (lambda v: v is None or (v and min(v) >= -1),
+                      "one or more of -1 (the embeddings), 0, 1, ... (after each block)"),
+           "templates": (lambda v: v is None or (v and min(v) >= 0),
+                         "one or more template indices 0, 1, ...")}
 
 
 def check_options(args, datasets: list[str]) -> None:
@@ -220,9 +224,14 @@ def plot_run(run: str | None = None, out: str | None = None) -> list[Path]:
         folder = candidates[-1].parent
     else:
         folder = Path(run)
+    if not folder.is_dir():
+        raise SystemExit(f"no folder {folder}: give a run or sweep folder (under {output_root(out)})")
     written = []
     run_dirs = [p.parent for p in folder.glob("*/eval.csv")] if (folder / "transfer.csv").exists() \
         or not (folder / "eval.csv").exists() else [folder]
+    if not run_dirs:
+        raise SystemExit(f"{folder} holds no run (no eval.csv in it or its subfolders): give a "
+                         f"folder written by `elicit` or `sweep`")
     for rd in run_dirs:
         frame = _partial(pd.concat([pd.read_csv(rd / "eval.csv"), pd.read_csv(rd / "lm_eval.csv")]))
         fig = layer_curve(frame, metric="auroc", title=rd.name)

@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..exercises.release import release
+from ..exercises.release import kept, release
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,6 +19,11 @@ def main(argv: list[str] | None = None) -> int:
     for path in release(args.notebooks, args.build):
         print(path)
     print(f"nbgrader course (for autograding): {args.build / 'classroom'}")
+    others = kept(args.build)
+    if others:
+        print(f"kept, not written by nbtoolkit ({len(others)} files):")
+        for path in others:
+            print(f"  {path}")
     return 0
 
 

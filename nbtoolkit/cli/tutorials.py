@@ -10,7 +10,10 @@ nbconvert).
 Parameters go in through papermill (after each notebook's ``parameters`` cell): ``--preset
 paper`` (see :mod:`nbtoolkit.tutorials.presets`), ``--model NAME`` (each notebook's ``MODEL``,
 but 03's, whose network is trained in the notebook) and ``-p NAME=VALUE`` (a Python literal, else
-a string) for any other; a notebook receives only the parameters it has.
+a string) for any other; a notebook receives only the parameters it has. ``-p PRESET=...`` and
+``-p MODEL=...`` are ``--preset`` and ``--model``. Nothing passes vacuously: a missing folder, an
+``--only`` or a ``-p NAME`` that matches no notebook is an error, and a model that 03 does not
+take is said.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import sys
 from pathlib import Path
 
 from ..tutorials.presets import NOTEBOOKS, PRESETS
-from ..tutorials.runner import notebook_parameters, run_notebooks, write_index
+from ..tutorials.runner import keeps_its_model, notebook_parameters, run_notebooks, write_index
 
 
 def parameter(text: str) -> tuple[str, object]:
@@ -63,11 +66,29 @@ def main(argv=None) -> int:
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
     given = dict(args.parameter)
+    for name, option in (("PRESET", "preset"), ("MODEL", "model")):  # -p PRESET=... is --preset
+        if name in given:
+            value, before = given.pop(name), getattr(args, option)
+            if before is not None and before != value:
+                parser.error(f"-p {name}={value!r} and --{option} {before!r} disagree: give one")
+            setattr(args, option, value)
+    if args.preset is not None and args.preset not in PRESETS:
+        parser.error(f"PRESET must be one of {', '.join(PRESETS)}, got {args.preset!r}")
+    if not args.notebooks.is_dir():
+        parser.error(f"no folder {args.notebooks} (the tutorials' folder, e.g. notebooks)")
     paths = notebook_paths(args.notebooks, args.only)
     unknown = sorted(name for name in given
                      if not any(name in NOTEBOOKS[p.stem].cpu for p in paths if p.stem in NOTEBOOKS))
     if unknown:
         parser.error(f"no notebook run here has the parameter {', '.join(unknown)} (-p NAME=VALUE)")
+    if args.model is not None:
+        own = [p.stem for p in paths if p.stem in NOTEBOOKS and keeps_its_model(p.stem)]
+        if own and len(own) == len(paths):
+            parser.error(f"--model {args.model!r} applies to no notebook run here: "
+                         f"{', '.join(own)} trains its own network (MODEL {'mlp-16'!r})")
+        for stem in own:
+            print(f"{stem}: MODEL stays {NOTEBOOKS[stem].cpu['MODEL']!r}, the network it trains "
+                  f"itself; --model {args.model!r} does not apply to it", flush=True)
     print(f"running {len(paths)} notebooks, {args.jobs} at a time ...", flush=True)
     runs = run_notebooks(paths, args.build / "notebooks", jobs=args.jobs,
                          parameters=lambda stem: notebook_parameters(stem, args.preset,

@@ -76,6 +76,17 @@ def write_json(path: str | os.PathLike, obj) -> Path:
     return write_text(path, json.dumps(obj, indent=1, default=str))
 
 
+def check_name(name, what: str = "name") -> str:
+    """``name`` if it can name a file inside a folder we write: a non-empty string with no path
+    separator, not ``.`` or ``..``; else ValueError (a name like ``../x`` would write elsewhere)."""
+    if not isinstance(name, str):
+        raise TypeError(f"{what} must be a string, got {type(name).__name__}: {name!r}")
+    if name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ValueError(f"{what} {name!r} is not a file name: it must not be empty, '.' or '..', "
+                         f"nor hold '/' or '\\' (it would reach outside its folder)")
+    return name
+
+
 def slug(text: str, max_length: int = 80) -> str:
     """``text`` as a file or folder name: runs of characters other than letters, digits, ``-``,
     ``_`` and ``.`` become ``_``; at most the last ``max_length`` characters."""

@@ -26,7 +26,7 @@ not align across prompts of different lengths, so select the source's positions 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import math
 
@@ -57,7 +57,8 @@ class Index:
     """Selected cells, on the activation's device: ``rows[n]``, ``cols[n]`` (local to this
     forward), ``columns[n]`` (absolute: ``cols + offset``) and ``slot[n]`` (which of the
     ``n_positions`` selected positions each cell is); ``length``, the sequence's length so far
-    (``offset + seq``, the length a full activation value must have)."""
+    (``offset + seq``, the length a full activation value must have); ``n_heads``, a per-head
+    site's head count (else ``None``)."""
 
     rows: torch.Tensor
     cols: torch.Tensor
@@ -67,6 +68,7 @@ class Index:
     offset: int
     batch: int
     length: int
+    n_heads: int | None = None
 
 
 def select_positions(at, batch: int, seq: int, offset: int, site: str,
@@ -208,6 +210,9 @@ class Intervention:
         if isinstance(at, bool):
             raise TypeError(f"`at` must be an int, a list of ints, a slice, one list per batch "
                             f"row or None, got {at!r}")
+        if isinstance(at, (list, tuple)) and all(isinstance(r, (list, tuple)) and not r for r in at):
+            raise ValueError(f"`at` {at!r} selects no position, so the patch would change nothing; "
+                             f"give positions, or at=None for every position")
         self.at = at
         self.heads = _check_heads(heads)
 
@@ -241,6 +246,7 @@ class Intervention:
                 raise ValueError(f"site {ctx.site!r}: heads {self.heads} out of range; the model "
                                  f"has {act.shape[2]} heads")
             h = h[:, self.heads]
+            index = replace(index, n_heads=act.shape[2])
         new = self.edit(h, index, ctx).to(act.dtype)
         out = act.clone()
         if self.heads is None:
@@ -256,9 +262,14 @@ class Intervention:
 
 
 def _value_like(value, index, h, ctx, heads):
-    """``take_value`` for a value given for all heads or for the selected ``heads`` only."""
-    if heads is not None and torch.is_tensor(value) and value.dim() >= 2 and \
-            value.shape[-2] != len(heads) and h.dim() == 3:
+    """``take_value`` for a value given for all heads or for the selected ``heads`` only; any
+    other head count is refused."""
+    if heads is not None and torch.is_tensor(value) and value.dim() >= 2 and h.dim() == 3 and \
+            value.shape[-2] != len(heads):
+        if value.shape[-2] != index.n_heads:
+            raise ValueError(f"site {ctx.site!r}: value of shape {tuple(value.shape)} has "
+                             f"{value.shape[-2]} heads; give all {index.n_heads} heads or the "
+                             f"{len(heads)} selected ({heads}), [..., heads, d_head]")
         value = value[..., heads, :]
     return take_value(value, index, h, ctx.site)
 

@@ -56,6 +56,7 @@ EMBEDDED = {
 }
 MANIFEST = "nbtoolkit-cache.json"
 CACHE_FORMAT = 1  # format 1 manifests without hashes (older builds) gain them on first use
+VERIFY = ("quick", "full")  # load_model(verify=...): what an embedded model's cache is checked for
 SMALL_FILE = 1 << 20  # files below 1 MiB are hashed on every load
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -70,7 +71,7 @@ def cache_dir() -> Path:
 
 def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype: torch.dtype | str = "auto",
                device: str | torch.device | None = "auto", device_map=None,
-               head: str | None = None, **hf_options) -> LM:
+               head: str | None = None, verify: str = "quick", **hf_options) -> LM:
     """Load a model: an embedded short name, a local directory, or a Hugging Face hub id.
 
     ``head``: which model class to load (:data:`~nbtoolkit.core.lm.HEADS`: ``"causal-lm"``,
@@ -82,8 +83,18 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype: torch.dtype | str = 
     on a GPU that supports it, else float16 on GPUs, float32 on the CPU (:func:`pick_dtype`).
     ``device_map`` is passed to transformers/accelerate (e.g. a dict offloading layers to disk,
     with ``offload_folder=...``) instead of ``device``; other keywords go to ``from_pretrained``.
+    ``verify`` (embedded models, whose cache nbtoolkit keeps): ``"quick"`` hashes the small files
+    and re-hashes the weights when their size or mtime changed; ``"full"`` re-hashes every file
+    (about 1 s per 0.5 GB), catching a corruption that kept the size and mtime. A failed check
+    rebuilds the entry from its GGUF package.
     """
     check_head(head)
+    if verify not in VERIFY:
+        raise ValueError(f"verify must be one of {VERIFY}, got {verify!r}")
+    if verify != "quick" and name_or_path not in EMBEDDED:
+        raise ValueError(f"verify={verify!r} checks nbtoolkit's cache of the embedded models "
+                         f"({', '.join(EMBEDDED)}); {name_or_path!r} is read by transformers, "
+                         f"which keeps no hashes: leave verify at 'quick'")
     if name_or_path in EMBEDDED and head not in (None, "causal-lm"):
         raise ValueError(f"the embedded models are causal LMs; head={head!r} does not apply")
     if device_map is not None:
@@ -96,7 +107,7 @@ def load_model(name_or_path: str = DEFAULT_MODEL, *, dtype: torch.dtype | str = 
     if device_map is not None:
         options["device_map"] = device_map
     if name_or_path in EMBEDDED:
-        return _load_embedded(name_or_path, options, device, head)
+        return _load_embedded(name_or_path, options, device, head, full=verify == "full")
     return _load_pretrained(name_or_path, options, device, head)
 
 
@@ -221,11 +232,11 @@ def _finish(model, tokenizer, name, device) -> LM:
     return LM(model, tokenizer, name=str(name))
 
 
-def _load_embedded(name: str, options: dict, device, head) -> LM:
+def _load_embedded(name: str, options: dict, device, head, full: bool = False) -> LM:
     """From the verified cache (built on first use); without the GGUF packages, from the hub."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder = _embedded_cache(name)
+    folder = _embedded_cache(name, full)
     if folder is None:
         return _load_from_hub(name, options, device, head)
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
@@ -293,13 +304,14 @@ def _find_gguf(name: str) -> Path | None:
 
 # ---------------------------------------------------------------- the embedded-model cache
 
-def _embedded_cache(name: str) -> Path | None:
-    """The verified float32 safetensors folder of an embedded model, built on first use under a
-    lock; ``None`` when it is not cached and its GGUF package is not installed."""
+def _embedded_cache(name: str, full: bool = False) -> Path | None:
+    """The verified float32 safetensors folder of an embedded model (``full``: every file
+    re-hashed), built on first use under a lock; ``None`` when it is not cached and its GGUF
+    package is not installed."""
     from filelock import Timeout
 
     target = cache_dir() / name
-    if verify_cache(target, full=False):
+    if verify_cache(target, full=full):
         if _leftovers(target):  # a build died while another one published this entry
             try:
                 with _lock(target).acquire(timeout=0):
@@ -309,7 +321,7 @@ def _embedded_cache(name: str) -> Path | None:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with _lock(target):
-        if verify_cache(target, full=False):  # another process built it while we waited
+        if verify_cache(target, full=full):  # another process built it while we waited
             return target
         _remove_leftovers(target)
         gguf = _find_gguf(name)

@@ -1,8 +1,11 @@
 """Leave the user's world as it was found: train/eval flags and ``requires_grad`` are saved on
-entry and put back on exit (also on errors), module by module; so is torch's thread count."""
+entry and put back on exit (also on errors), module by module; so is torch's thread count; and a
+training run that fails or diverges (:func:`check_loss`) gives its weights back
+(:func:`restored_on_error`)."""
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 
 import torch
@@ -53,3 +56,30 @@ def one_thread():
         yield
     finally:
         torch.set_num_threads(before)
+
+
+class TrainingDiverged(FloatingPointError):
+    """A training loss became NaN or infinite; the weights were restored before this was raised."""
+
+
+def check_loss(loss, step: int, what: str, fix: str) -> None:
+    """Raise :class:`TrainingDiverged` naming ``what``, the ``step`` and ``fix`` when ``loss`` (a
+    number or 0-d tensor) is not finite."""
+    value = float(loss.detach() if torch.is_tensor(loss) else loss)
+    if not math.isfinite(value):
+        raise TrainingDiverged(f"{what} diverged at step {step}: the loss is {value}; the weights "
+                               f"before training are restored. {fix}")
+
+
+@contextmanager
+def restored_on_error(module: torch.nn.Module):
+    """Every parameter and buffer of ``module`` put back (in place, copied from the CPU) if the
+    block raises, e.g. :class:`TrainingDiverged`."""
+    saved = {name: t.detach().to("cpu", copy=True) for name, t in module.state_dict().items()}
+    try:
+        yield module
+    except BaseException:
+        with torch.no_grad():
+            for name, t in module.state_dict(keep_vars=True).items():
+                t.copy_(saved[name])
+        raise

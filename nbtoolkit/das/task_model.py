@@ -11,7 +11,7 @@ from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
 from ..core.anatomy import hf_model
-from ..core.modes import eval_mode, training_mode
+from ..core.modes import check_loss, eval_mode, restored_on_error, training_mode
 from .data import as_columns, batches, rows
 from .evaluate import task_accuracy
 from .forward import predict_logits
@@ -30,7 +30,9 @@ def fit(model, data, *, epochs: int = 1, batch_size: int = 64, lr: float = 3e-3,
     then ``"linear"`` or ``"cosine"`` decay (transformers' schedules, as pyvene uses); a fresh permutation of the
     examples every epoch. Returns the history (step, loss[, accuracy]); ``monitor`` gets
     ``update(step, loss=..., accuracy=...)`` every ``log_every`` steps. The model's train/eval
-    modes are restored afterwards."""
+    modes are restored afterwards. A loss that becomes NaN or infinite stops training: the
+    weights before training are put back (from a copy on the CPU) and
+    :class:`~nbtoolkit.core.modes.TrainingDiverged` names the step."""
     if decay not in SCHEDULES:
         raise ValueError(f"decay must be 'linear' or 'cosine', got {decay!r}")
     if not isinstance(epochs, int) or epochs < 1:
@@ -47,13 +49,14 @@ def fit(model, data, *, epochs: int = 1, batch_size: int = 64, lr: float = 3e-3,
     n_warm = max(1, int(warmup * total)) if warmup > 0 else 0
     schedule = SCHEDULES[decay](optimizer, n_warm, total)
     history, step = [], 0
-    with training_mode(module, True), tqdm(total=total, desc="train", disable=not progress,
-                                           leave=False) as bar:
+    with restored_on_error(module), training_mode(module, True), \
+            tqdm(total=total, desc="train", disable=not progress, leave=False) as bar:
         for idx in batches(n, batch_size, epochs, torch.Generator().manual_seed(seed)):
             batch = rows(columns, idx)
             logits = predict_logits(model, batch["base"], batch.get("mask"), every_position)
             loss = F.cross_entropy(logits.flatten(0, -2).float(),
                                    batch["labels"].flatten().to(logits.device), ignore_index=-100)
+            check_loss(loss, step + 1, "fit", f"Try a smaller lr (now {lr}).")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -23,7 +23,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from ..core.anatomy import hf_model
 from ..core.hooks import patch
-from ..core.modes import frozen, training_mode
+from ..core.modes import check_loss, frozen, restored_on_error, training_mode
 from .data import as_columns, batches, rows
 from .evaluate import iia
 from .forward import capture_sources, device_of, interchange_for, predict_logits
@@ -108,7 +108,8 @@ def train_das(model, intervention: Subspace, site: str, data, *, at=None, epochs
     is added to the loss. ``eval_data`` is scored with :func:`~nbtoolkit.das.iia` every
     ``eval_every`` steps and at the end; ``monitor`` (e.g. ``viz.widgets.TrainingMonitor(("loss",
     "iia"))``) gets ``update(step, loss=..., iia=...)``. The model is frozen meanwhile and
-    restored afterwards.
+    restored afterwards. A loss that becomes NaN or infinite stops training: the intervention's
+    weights are put back and :class:`~nbtoolkit.core.modes.TrainingDiverged` names the step.
     """
     columns = as_columns(data)
     if "source" not in columns:
@@ -133,7 +134,8 @@ def train_das(model, intervention: Subspace, site: str, data, *, at=None, epochs
         if monitor is not None:
             monitor.update(row["step"] + 1, **{k: float(row[k]) for k in monitor.metrics if k in row})
 
-    with frozen(hf_model(model)), training_mode(intervention, True), \
+    with restored_on_error(intervention), frozen(hf_model(model)), \
+            training_mode(intervention, True), \
             tqdm(total=total, desc=f"DAS {site}", disable=not progress, leave=False) as bar:
         sources = capture_sources(model, site, columns["source"], at=at,
                                   mask=columns.get("source_mask"))
@@ -145,6 +147,8 @@ def train_das(model, intervention: Subspace, site: str, data, *, at=None, epochs
                     batch = rows(columns, idx)
                     current.interchange = interchange_for(intervention, batch, sources[idx], at, device)
                     loss = das_step(model, intervention, batch, optimizer, penalty)
+                    check_loss(loss, len(history), f"DAS training at {site}",
+                               f"Try a smaller lr (now {lr}).")
                     schedule.step()
                     row = {"step": len(history), "loss": loss, "lr": schedule.get_last_lr()[0]}
                     if boundless:

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import string
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from .files import data_path
+from .files import data_path, read_json
 
 # Burns et al.'s datasets on the Hugging Face hub (read with `datasets`, never bundled): where each
 # lives (``path``, config ``name``, ``split``), its columns (``fields``: template field -> column;
@@ -124,8 +125,12 @@ MISLEADING_PREFIX = ("Answer every question below incorrectly: when something is
 
 
 def local_datasets(folder: str | Path | None = None) -> list[str]:
-    """Names of the datasets in ``data/contrast`` (``capitals``, ``arithmetic``, ...)."""
+    """Names of the datasets in ``data/contrast`` (``capitals``, ``arithmetic``, ...) or in
+    ``folder``, which must exist."""
     folder = Path(folder) if folder else data_path("contrast")
+    if not folder.is_dir():
+        raise ValueError(f"no folder {folder} (the folder of your contrast datasets, "
+                         f"<name>.json each; schema in data/contrast/README.md)")
     return sorted(p.stem for p in folder.glob("*.json"))
 
 
@@ -238,10 +243,7 @@ def _with_prefix(sets: list[ContrastSet], prefix: str | None) -> list[ContrastSe
 
 def _load_local(name, templates, n, seed, folder) -> list[ContrastSet]:
     path = (Path(folder) if folder else data_path("contrast")) / f"{name}.json"
-    spec = json.loads(path.read_text())
-    for key in ("choices", "templates", "examples"):
-        if key not in spec:
-            raise ValueError(f"{path}: missing key {key!r} (schema in data/contrast/README.md)")
+    spec = check_contrast_spec(read_json(path, SCHEMA), path)
     examples = spec["examples"]
     labels = np.array([e["label"] for e in examples], dtype=np.int64)
     idx = balanced_subsample(labels, n, seed)
@@ -252,6 +254,44 @@ def _load_local(name, templates, n, seed, folder) -> list[ContrastSet]:
         sets.append(ContrastSet(name, template, t, tuple(spec["choices"]), prompts,
                                 labels[idx].copy(), idx.astype(np.int64), source=str(path)))
     return sets
+
+
+SCHEMA = "The schema is in data/contrast/README.md."
+
+
+def check_contrast_spec(spec, path: Path) -> dict:
+    """``spec`` if it is a contrast dataset: ``choices`` two strings, ``templates`` one or more
+    strings, ``examples`` a list of objects with a ``label`` 0 or 1 (both present) and every field
+    the templates use; else ``ValueError`` naming ``path`` and the first problem."""
+    def bad(problem):
+        return ValueError(f"{path}: {problem}. {SCHEMA}")
+    if not isinstance(spec, dict):
+        raise bad(f"the file holds a JSON {type(spec).__name__}, not an object")
+    missing = [key for key in ("choices", "templates", "examples") if key not in spec]
+    if missing:
+        raise bad(f"missing key {missing[0]!r}")
+    choices, templates, examples = spec["choices"], spec["templates"], spec["examples"]
+    if not isinstance(choices, list) or len(choices) != 2 or \
+            not all(isinstance(c, str) for c in choices):
+        raise bad(f"'choices' must be two answer strings (label 0's, then label 1's), got {choices!r}")
+    if not isinstance(templates, list) or not templates or \
+            not all(isinstance(t, str) for t in templates):
+        raise bad(f"'templates' must be a non-empty list of strings, got {templates!r}")
+    fields = {name for t in templates for _, name, _, _ in string.Formatter().parse(t) if name}
+    if not isinstance(examples, list) or not examples:
+        raise bad(f"'examples' must be a non-empty list, got {examples!r}")
+    for i, example in enumerate(examples):
+        if not isinstance(example, dict):
+            raise bad(f"example {i} is a {type(example).__name__}, not an object")
+        absent = sorted(fields - set(example))
+        if absent:
+            raise bad(f"example {i} lacks the field {absent[0]!r} that the templates use")
+        if example.get("label") not in (0, 1) or isinstance(example.get("label"), bool):
+            raise bad(f"example {i} has label {example.get('label')!r}; labels are 0 or 1")
+    labels = {e["label"] for e in examples}
+    if len(labels) < 2:
+        raise bad(f"every example has label {labels.pop()}; a contrast dataset needs both labels")
+    return spec
 
 
 def _load_hub(name, templates, n, seed) -> list[ContrastSet]:

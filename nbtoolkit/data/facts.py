@@ -15,7 +15,7 @@ import torch
 
 from ..core.files import atomic_write
 from ..core.loading import cache_dir
-from .files import data_path
+from .files import data_path, read_json
 
 #: The fields of one known fact, in ROME's known_1000 layout.
 FACT_FIELDS = ("known_id", "subject", "attribute", "template", "prompt", "relation_id")
@@ -30,7 +30,7 @@ def load_facts(path: str | Path | None = None) -> list[dict]:
     if not path.exists():
         raise ValueError(f"no facts file at {str(path)!r}; the project's facts live in "
                          f"{str(data_path('facts', 'known_facts.json'))!r}")
-    return check_facts(json.loads(path.read_text()), repr(str(path)))
+    return check_facts(read_json(path, "Fix the file or pass another path."), repr(str(path)))
 
 
 def check_facts(records, source: str) -> list[dict]:
@@ -61,8 +61,13 @@ def load_rome_known_1000(url: str = ROME_KNOWN_URL, timeout: float = 30.0) -> li
     from urllib.request import urlopen
 
     path = rome_known_1000_path(url)
-    if path.exists():
-        return check_facts(json.loads(path.read_text(encoding="utf-8")), repr(str(path)))
+    if path.exists():  # a damaged copy (truncated, empty, ...) is named with its fix
+        fix = f"Delete the cached copy ({path}) and it is downloaded again."
+        records = read_json(path, fix)
+        try:
+            return check_facts(records, repr(str(path)))
+        except ValueError as error:
+            raise ValueError(f"{error}. {fix}") from None
     try:
         with urlopen(url, timeout=timeout) as response:  # noqa: S310 (ROME's https URL by default)
             data = response.read()

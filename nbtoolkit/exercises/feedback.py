@@ -17,6 +17,7 @@ model the checks run on and its activations.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import traceback
@@ -31,6 +32,8 @@ from ..core.modes import one_thread
 
 PASSED, NOT_DONE, FAILED = "passed", "not done yet", "failed"
 HEADLINES = {PASSED: "✔ Correct", NOT_DONE: "… Not done yet", FAILED: "✘ Not yet right"}
+# relative rounding of the low precisions: an answer in one is compared within a few of its steps
+ROUNDING = {torch.bfloat16: 2 ** -8, torch.float16: 2 ** -11}
 STUB_HINT = ("replace `raise NotImplementedError()` with your code, run that cell, then run "
              "this check again.")
 
@@ -97,11 +100,19 @@ def _kept_state():
 
 def call(student: Callable, *args, **kwargs):
     """``student(*args, **kwargs)``; an error in the student's code becomes :class:`Wrong`
-    naming the error and the line of the student's cell (the stub's NotImplementedError passes)."""
+    naming the error and the line of the student's cell (the stub's NotImplementedError, raised
+    in the student's function itself, passes: "not done yet"; one raised deeper, in a helper or
+    a library, is an error like any other)."""
     try:
         return student(*args, **kwargs)
-    except NotImplementedError:
-        raise
+    except NotImplementedError as error:
+        innermost = traceback.extract_tb(error.__traceback__)[-1]
+        code = getattr(student, "__code__", None)
+        if code is None or (innermost.filename, innermost.name) == (code.co_filename, code.co_name):
+            raise
+        raise Wrong(f"your function called {innermost.name}, which raised NotImplementedError"
+                    f"{': ' + str(error) if str(error) else ''} (line {innermost.lineno} of "
+                    f"{innermost.filename}): finish that function first") from None
     except Exception as error:
         code = getattr(student, "__code__", None)
         lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__)
@@ -111,7 +122,9 @@ def call(student: Callable, *args, **kwargs):
 
 
 def tensor(value, what: str, shape: Sequence[int]) -> torch.Tensor:
-    """The student's answer as a float64 CPU tensor of ``shape``; :class:`Wrong` otherwise."""
+    """The student's answer as a float64 CPU tensor of ``shape``; :class:`Wrong` otherwise. An
+    answer on another device, a 0-d tensor for one number, or one in bfloat16/float16 is judged
+    by its value (a low precision's answer within its rounding: see :func:`close`)."""
     shape = tuple(shape)
     if isinstance(value, (list, tuple, np.ndarray, np.generic, bool, int, float)):
         try:
@@ -121,6 +134,8 @@ def tensor(value, what: str, shape: Sequence[int]) -> torch.Tensor:
     if not torch.is_tensor(value):
         raise Wrong(f"{what} should be a tensor of shape {list(shape)}, got a "
                     f"{type(value).__name__}")
+    if value.dim() == 0 and math.prod(shape) == 1:
+        value = value.reshape(shape)
     if tuple(value.shape) != shape:
         hint = ""
         if tuple(value.shape) == (1, *shape):
@@ -128,9 +143,12 @@ def tensor(value, what: str, shape: Sequence[int]) -> torch.Tensor:
         elif value.dim() == 2 and tuple(value.shape) == shape[::-1]:
             hint = ": the two axes are swapped"
         raise Wrong(f"{what} has shape {list(value.shape)}, expected {list(shape)}{hint}")
+    rounding = ROUNDING.get(value.dtype)
     value = value.detach().to("cpu", torch.float64)
     if not torch.isfinite(value).all():
         raise Wrong(f"{what} contains NaN or infinite values (a division by zero?)")
+    if rounding:
+        value.rounding = rounding  # read by close()
     return value
 
 
@@ -157,7 +175,9 @@ def unchanged(value: torch.Tensor, copy: torch.Tensor, name: str) -> None:
 
 def close(a, b, rtol: float = 1e-4, atol: float = 1e-7) -> bool:
     """Equal up to float32 rounding: every \\|a − b\\| ≤ rtol · max\\|b\\| + atol (the tolerance scales
-    with the answer's size, as rounding does; different shapes are not close)."""
+    with the answer's size, as rounding does; different shapes are not close). An answer read by
+    :func:`tensor` from bfloat16 or float16 gets ``rtol`` of at least 4 of its rounding steps."""
+    rtol = max(rtol, 4 * getattr(a, "rounding", 0.0))
     a = torch.as_tensor(a, dtype=torch.float64)
     b = torch.as_tensor(b, dtype=torch.float64)
     if a.shape != b.shape:
@@ -180,7 +200,9 @@ def expect(got, want, wrong: Sequence[tuple[Callable[[], object], str]], otherwi
     b = torch.as_tensor(want, dtype=torch.float64).reshape(-1)
     i = int((a - b).abs().argmax())
     at = f" at flat index {i}" if b.numel() > 1 else ""
-    raise Wrong(f"{otherwise} (yours: {a[i].item():.6g}, expected {b[i].item():.6g}{at})")
+    precision = (f"; your answer was in a low precision, compared within {4 * got.rounding:.2g} "
+                 f"of the largest value" if hasattr(got, "rounding") else "")
+    raise Wrong(f"{otherwise} (yours: {a[i].item():.6g}, expected {b[i].item():.6g}{at}{precision})")
 
 
 def tiny_lm():

@@ -11,18 +11,24 @@ is also what grades the submissions (``nbgrader autograde``), from the same grad
 
 Writes ``build/classroom/`` (an nbgrader course: ``source/``, ``release/``, ``gradebook.db``,
 ``nbgrader_config.py``) and ``build/exercises/<notebook>.ipynb``, the student versions. Needs the
-``dev`` extra (nbgrader).
+``dev`` extra (nbgrader). Writes only what it generates: an instructor's own assignment in
+``source/``, extra files beside a tutorial's copy and an edited ``nbgrader_config.py`` survive
+every release (:func:`kept` lists them).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..core.files import write_json, write_text
+
 COURSE_ID = "nbtoolkit"
+GENERATED = ".nbtoolkit-generated.json"  # in build/classroom: the notebooks release copied
 # Read by nbgrader commands run in the course folder (autograde runs each notebook top to bottom:
 # its longest cells take minutes on a CPU, nbgrader's default allows 30 s per cell).
 CONFIG = f"""c = get_config()
@@ -60,27 +66,63 @@ def release(notebooks: Path, build: Path) -> list[Path]:
         raise ImportError("make exercises needs nbgrader: pip install 'nbgrader>=0.9' (it is in "
                           "nbtoolkit's dev extra)") from error
     course = build / "classroom"
-    shutil.rmtree(course / "source", ignore_errors=True)  # a removed tutorial leaves no assignment
-    course.mkdir(parents=True, exist_ok=True)
-    (course / "nbgrader_config.py").write_text(CONFIG)
-    for path in sources:
-        folder = course / "source" / path.stem
-        folder.mkdir(parents=True)
-        shutil.copy(path, folder / path.name)
+    _write_source(course, sources)
     config = Config()
     config.CourseDirectory.root = str(course.resolve())
     config.CourseDirectory.course_id = COURSE_ID
+    api = NbGraderAPI(config=config)
     with _alembic_on_path():
-        result = NbGraderAPI(config=config).generate_assignment("*", force=True, create=True)
-    if not result["success"]:
-        raise RuntimeError(f"nbgrader generate_assignment failed:\n"
-                           f"{result.get('error') or result.get('log')}")
+        for path in sources:  # ours only: an instructor's own assignments are theirs to generate
+            result = api.generate_assignment(path.stem, force=True, create=True)
+            if not result["success"]:
+                raise RuntimeError(f"nbgrader generate_assignment {path.stem} failed:\n"
+                                   f"{result.get('error') or result.get('log')}")
     out = build / "exercises"
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for path in sources:
         written.append(Path(shutil.copy(course / "release" / path.stem / path.name, out / path.name)))
     return written
+
+
+def _write_source(course: Path, sources: list[Path]) -> None:
+    """Copy the tutorials into ``course/source/<stem>/`` and write ``nbgrader_config.py``,
+    touching only what we generate: a tutorial removed since the last release loses its copied
+    notebook (listed in ``GENERATED``), nothing else; other files and folders are kept
+    (:func:`kept`), and so is an ``nbgrader_config.py`` that someone edited."""
+    source = course / "source"
+    source.mkdir(parents=True, exist_ok=True)
+    record = course / GENERATED
+    before = set(json.loads(record.read_text())) if record.exists() else set()
+    now = [f"{path.stem}/{path.name}" for path in sources]
+    for name in sorted(before - set(now)):
+        folder = (source / name).parent
+        (source / name).unlink(missing_ok=True)
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    for path in sources:
+        (source / path.stem).mkdir(exist_ok=True)
+        shutil.copy(path, source / path.stem / path.name)
+    write_json(record, now)
+    config = course / "nbgrader_config.py"
+    if not config.exists():
+        write_text(config, CONFIG)
+
+
+def kept(build: Path) -> list[Path]:
+    """What :func:`release` found in ``build/classroom`` and left alone because it did not write
+    it: files and folders in ``source/`` other than the tutorials' copies, and an edited
+    ``nbgrader_config.py``."""
+    course = Path(build) / "classroom"
+    record = course / GENERATED
+    ours = set(json.loads(record.read_text())) if record.exists() else set()
+    found = [path for folder in sorted((course / "source").glob("*"))
+             for path in (sorted(folder.rglob("*")) if folder.is_dir() else [folder])
+             if path.is_file() and path.relative_to(course / "source").as_posix() not in ours]
+    config = course / "nbgrader_config.py"
+    if config.exists() and config.read_text() != CONFIG:
+        found.append(config)
+    return found
 
 
 @contextmanager

@@ -76,16 +76,29 @@ def interchange_sweep(lm, base: str, source: str, metric: Callable[[torch.Tensor
     layers = list(range(lm.n_layers)) if layers is None else list(layers)
     sites = [site_name(i, kind) for i in layers]
     with capture(lm, sites) as source_acts:
-        source_score = metric(_last_probs(lm, source_batch)).item()
-    base_score = metric(_last_probs(lm, base_batch)).item()
+        source_score = _score(metric, _last_probs(lm, source_batch)).item()
+    base_score = _score(metric, _last_probs(lm, base_batch)).item()
     # one row per position: row p gets the source activation at position p
     rows = {k: v.expand(n_tokens, -1) for k, v in base_batch.items()}
     per_row = [[p] for p in range(n_tokens)]
     scores = np.zeros((n_tokens, len(layers)))
     for column, site in enumerate(tqdm(sites, desc=f"interchange {kind}", leave=False)):
         with patch(lm, {site: Set(source_acts[site], at=per_row)}):
-            scores[:, column] = metric(_last_probs(lm, rows)).cpu().numpy()
+            scores[:, column] = _score(metric, _last_probs(lm, rows)).cpu().numpy()
     return InterchangeResult(scores, lm.tokens(base), kind, base_score, source_score)
+
+
+def _score(metric, probs: torch.Tensor) -> torch.Tensor:
+    """``metric(probs)``, checked to be one number per row of ``probs`` (a scalar would give
+    every position the same score)."""
+    out = metric(probs)
+    n = probs.shape[0]
+    if not torch.is_tensor(out) or tuple(out.shape) != (n,):
+        got = f"shape {tuple(out.shape)}" if torch.is_tensor(out) else type(out).__name__
+        raise ValueError(f"metric must return one number per row of probs (a tensor of shape "
+                         f"({n},), e.g. probs[:, i] - probs[:, j]), got {got} for probs of shape "
+                         f"{tuple(probs.shape)}")
+    return out
 
 
 def _last_probs(lm, batch) -> torch.Tensor:

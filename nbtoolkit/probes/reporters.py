@@ -45,7 +45,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.utils.validation import check_is_fitted
 
-from ..core.modes import one_thread
+from ..core.modes import check_loss, one_thread
 from .metrics import accuracy, evaluate_credences
 from .pairs import PairNormalizer, check_labels, check_pairs
 
@@ -202,10 +202,12 @@ class CCS(Reporter):
             return ccs_loss(torch.sigmoid(lp), torch.sigmoid(ln))  # [B, T]
 
         with torch.enable_grad(), one_thread():
-            for _ in range(self.epochs):
+            for step in range(self.epochs):
                 opt.zero_grad(set_to_none=True)
                 # Summing independent problems leaves each one's AdamW update unchanged.
-                losses().sum().backward()
+                loss = losses().sum()
+                check_loss(loss, step, "CCS training", f"Try a smaller lr (now {self.lr}).")
+                loss.backward()
                 opt.step()
         theta, bias = theta.detach(), bias.detach()
         with torch.no_grad():

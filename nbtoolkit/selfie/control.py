@@ -25,8 +25,11 @@ costs one block's forward and backward.
 
 Edits are reversible: the returned :class:`MLPEdit` holds the original weights; ``restore()``
 writes them back, and as a context manager it restores on exit (also after an exception) unless
-``keep()`` was called. A failed training run restores before it raises. ``requires_grad`` and
-train/eval modes are put back after training.
+``keep()`` was called. A failed training run restores before it raises, and so does one whose
+loss becomes NaN or infinite (:class:`~nbtoolkit.core.modes.TrainingDiverged`, naming the step).
+Two live edits of one MLP restore in reverse order (the later first); restoring the earlier
+first is refused, since it would leave the later edit's copy of the weights to be written back.
+``requires_grad`` and train/eval modes are put back after training.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from ..core.anatomy import (families_with, family_of, require, residual_site, si
 from ..core.blocks import body, run_blocks
 from ..core.hooks import capture
 from ..core.lm import LAST_POSITION
-from ..core.modes import frozen
+from ..core.modes import check_loss, frozen
 from .interpretation import SUPPORTED_KINDS, check_indices, interpret_vectors
 
 #: The SelfIE repository's Adam learning rate, both controls.
@@ -66,12 +69,23 @@ class MLPEdit:
         self.original = {name: t.detach().clone() for name, t in module.state_dict().items()}
         self.history: list[dict] = []
         self._keep = False
+        _live(module).append(self)
 
     def restore(self) -> None:
-        """Put the original weights back (idempotent)."""
+        """Put the original weights back (a second call does nothing). Refused while a later
+        edit of the same MLP is live: restore that one first."""
+        live = _live(self.module)
+        if self not in live:
+            return
+        if live[-1] is not self:
+            later = len(live) - 1 - live.index(self)
+            raise RuntimeError(f"{self!r}: {later} later edit(s) of layer {self.layer}'s MLP are "
+                               f"still in place; restore them first (the latest first), or this "
+                               f"restore would bring back weights they replaced")
         with torch.no_grad():
             for name, tensor in self.module.state_dict(keep_vars=True).items():
                 tensor.copy_(self.original[name])
+        live.pop()
 
     def keep(self) -> None:
         """Leave the edited weights in place when the ``with`` block ends."""
@@ -92,6 +106,11 @@ class MLPEdit:
 
     def __repr__(self):
         return f"MLPEdit(layer={self.layer}, steps={len(self.history)})"
+
+
+def _live(module: torch.nn.Module) -> list[MLPEdit]:
+    """``module``'s edits not yet restored, oldest first (kept on the module itself)."""
+    return module.__dict__.setdefault("_selfie_edits", [])
 
 
 def supervised_control(lm, prompt: str, *, token: int, layer: int, target: torch.Tensor,
@@ -288,19 +307,23 @@ def _mlp_module(lm, layer: int) -> torch.nn.Module:
 def _train(lm, edit: MLPEdit, loss_of_step: Callable[[int], torch.Tensor], steps: int,
            lr: float) -> None:
     """``steps`` Adam steps on the edit's MLP (everything else frozen, eval mode), then one more
-    loss for the history. On any error the weights are restored before it propagates."""
+    loss for the history. On any error, a non-finite loss included, the weights are restored
+    before it propagates."""
     try:
         with frozen(lm.model):
             params = list(edit.module.parameters())
             for p in params:
                 p.requires_grad_(True)
             optimizer = torch.optim.Adam(params, lr=lr)
+            what, fix = f"SelfIE control of layer {edit.layer}", f"Try a smaller lr (now {lr})."
             for step in range(steps):
                 optimizer.zero_grad()
-                loss_of_step(step).backward()
+                loss = loss_of_step(step)
+                check_loss(loss, step, what, fix)
+                loss.backward()
                 optimizer.step()
             with torch.no_grad():
-                loss_of_step(steps)
+                check_loss(loss_of_step(steps), steps, what, fix)
     except BaseException:
         edit.restore()
         raise

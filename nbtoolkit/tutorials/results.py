@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core.files import atomic_write, build_dir, write_json
+from ..core.files import atomic_write, build_dir, check_name, write_json
 from .bands import BandCheck
 
 
@@ -22,7 +22,9 @@ def results_dir() -> Path:
 def save_results(name: str, table: pd.DataFrame, *, bands: BandCheck | None = None, **meta) -> Path:
     """Write ``table``, the check of its result ``bands`` (:func:`~nbtoolkit.tutorials.bands.check_bands`)
     and ``meta`` (model, sample sizes, ...) to ``<results_dir>/<name>.json`` (and the table as
-    ``<name>.csv``); returns the JSON path. Written atomically."""
+    ``<name>.csv``); returns the JSON path. Written atomically. ``name`` is a file name (no
+    folder, no ``..``)."""
+    check_name(name, "results name")
     folder = results_dir()
     path = folder / f"{name}.json"
     payload = {"name": name, "meta": meta, "bands": bands.to_dict() if bands else None,

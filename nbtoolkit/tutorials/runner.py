@@ -128,6 +128,12 @@ def write_index(build: Path, runs: list[NotebookRun]) -> Path:
     return path
 
 
+def keeps_its_model(notebook: str) -> bool:
+    """Whether ``notebook``'s ``MODEL`` names its own network (03's MLP), which ``--model`` does
+    not replace."""
+    return NOTEBOOKS[notebook].cpu.get("MODEL") == "mlp-16"
+
+
 def notebook_parameters(notebook: str, preset: str | None, model: str | None,
                         given: dict) -> dict:
     """The papermill parameters ``notebook`` receives: those of its parameters cell only."""
@@ -135,7 +141,7 @@ def notebook_parameters(notebook: str, preset: str | None, model: str | None,
         raise ValueError(f"{notebook} has no presets in nbtoolkit.tutorials.presets.NOTEBOOKS")
     own = NOTEBOOKS[notebook].cpu
     chosen = {name: value for name, value in given.items() if name in own}
-    if model is not None and own["MODEL"] != "mlp-16":  # 03's MODEL names the network it trains
+    if model is not None and not keeps_its_model(notebook):
         chosen["MODEL"] = model
     if preset is not None:
         chosen["PRESET"] = preset
