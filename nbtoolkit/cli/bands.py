@@ -28,6 +28,7 @@ ANOTHER_MACHINE = {"ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "2", "MK
 # SEED = 1 (a notebook without a seed keeps its own run) on two threads with the CPU's baseline
 # kernels, with a cache of its own (activations extracted there, not read back).
 RUNS = [("seed-0", {"SEED": 0}, {}), ("seed-1-baseline-kernels", {"SEED": 1}, ANOTHER_MACHINE)]
+CELL_TIMEOUT = 3600  # seconds a cell may take (the baseline kernels are slower than make test's)
 
 
 def main(argv=None) -> int:
@@ -60,7 +61,7 @@ def main(argv=None) -> int:
         if env is ANOTHER_MACHINE:
             extra["NBTOOLKIT_CACHE"] = str((folder / "cache").resolve())
         result = run_notebook(path.resolve(), folder, parameters=parameters,
-                              env=child_env(args.jobs, extra))
+                              env=child_env(args.jobs, extra), timeout=CELL_TIMEOUT)
         print(f"  {'pass' if result.ok else 'FAIL'}  {result.seconds:6.0f} s  {label}  {result.name}  "
               f"{result.error}", flush=True)
         return result
