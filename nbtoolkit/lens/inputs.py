@@ -60,6 +60,12 @@ def token_columns(mask: torch.Tensor, positions: int | Sequence[int] | None
     return cols.to(mask.device), valid.to(mask.device)
 
 
+def prompt_tokens(lm, batch: dict, row: int) -> list[str]:
+    """The tokens of prompt ``row`` of an encoded batch, padding dropped, as strings."""
+    ids = batch["input_ids"][row][batch["attention_mask"][row].bool()].tolist()
+    return lm.tokenizer.batch_decode([[i] for i in ids])
+
+
 def _is_int(x) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 

@@ -28,7 +28,7 @@ import torch
 from ..core.anatomy import check_layers, n_layers_of, require, site_name
 from ..core.hooks import capture, model_of
 from ..core.lm import LAST_POSITION
-from .inputs import prompt_list, token_columns, token_id
+from .inputs import prompt_list, prompt_tokens, token_columns, token_id
 from .readout import unembed
 
 SUPPORTED_KINDS = ("decoder",)  # a causal LM's read-out
@@ -163,7 +163,7 @@ def read_lens(lm, prompts, translate: Translator | None, lens: str, *, layers=No
     squeeze = (lambda x: x[0]) if single else (lambda x: x)
     return LensResult(
         lens=lens, labels=[r[0] for r in rows], layers=[r[1] for r in rows],
-        kinds=[r[2] for r in rows], tokens=[_prompt_tokens(lm, batch, b) for b in range(len(texts))],
+        kinds=[r[2] for r in rows], tokens=[prompt_tokens(lm, batch, b) for b in range(len(texts))],
         positions=_positions(batch["attention_mask"].cpu(), cols.cpu(), valid),
         top_ids=squeeze(top_ids), top_logprobs=squeeze(torch.stack([t.values for t in tops], 1)),
         top_tokens=squeeze(decode(lm, top_ids)), target_ids=squeeze(target_ids),
@@ -203,11 +203,6 @@ def _positions(mask: torch.Tensor, cols: torch.Tensor, valid: torch.Tensor) -> n
     """Each read column's token position in its prompt ``[batch, positions]`` (−1: none)."""
     pads = (mask.cumsum(-1) == 0).sum(-1, keepdim=True)
     return torch.where(valid, cols - pads, -1).numpy()
-
-
-def _prompt_tokens(lm, batch: dict, row: int) -> list[str]:
-    ids = batch["input_ids"][row][batch["attention_mask"][row].bool()].tolist()
-    return [lm.tokenizer.decode([i]) for i in ids]
 
 
 def decode(lm, ids: torch.Tensor) -> np.ndarray:
