@@ -133,7 +133,7 @@ def read_lens(lm, prompts, translate: Translator | None, lens: str, *, layers=No
     batch = lm.encode(texts)
     cols, valid = token_columns(batch["attention_mask"], positions)
     wanted = _targets(lm, target, len(texts))
-    sites = sorted({site for _, _, _, site in rows} | {site_name(n - 1)})
+    sites = sorted({site for *_, site in rows} | {layer_site(n - 1)})
     with torch.no_grad(), capture(lm, sites) as acts:
         model(**batch, logits_to_keep=LAST_POSITION)
     index = torch.arange(len(texts), device=cols.device)[:, None]
@@ -145,7 +145,7 @@ def read_lens(lm, prompts, translate: Translator | None, lens: str, *, layers=No
             h = translate(layer, h)
         return unembed(lm, h).float().log_softmax(-1).cpu()
 
-    final = read(n - 1, "resid", site_name(n - 1))
+    final = read(n - 1, "resid", layer_site(n - 1))
     target_ids = final.argmax(-1) if wanted is None else wanted.expand(len(texts), cols.shape[1])
     valid = valid.cpu()
     kept, tops, target_lps, ranks = [], [], [], []
@@ -173,17 +173,20 @@ def read_lens(lm, prompts, translate: Translator | None, lens: str, *, layers=No
         logprobs=squeeze(torch.stack(kept, 1)) if keep_logprobs else None, single=single)
 
 
+def layer_site(layer: int) -> str:
+    """The site a lens reads for ``layer``: the stream leaving block ``layer``, or for −1 the
+    stream entering block 0 (the embeddings, with absolute positions where the family adds them)."""
+    return site_name(0, "in") if layer == -1 else site_name(layer)
+
+
 def _rows(layers: list[int], components: bool) -> list[tuple[str, int, str, str]]:
-    """``(label, layer, kind, site read)`` per row; layer −1 reads the stream entering block 0."""
+    """``(label, layer, kind, site read)`` per row."""
     rows = []
     for layer in layers:
-        if layer == -1:
-            rows.append(("embed", -1, "resid", site_name(0, "in")))
-            continue
-        if components:
+        if components and layer >= 0:
             rows += [(site_name(layer, kind), layer, kind, site_name(layer, kind))
                      for kind in ("attn", "mlp")]
-        rows.append((site_name(layer), layer, "resid", site_name(layer)))
+        rows.append(("embed" if layer == -1 else site_name(layer), layer, "resid", layer_site(layer)))
     return rows
 
 
