@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import pandas as pd
 import torch
 
-from ..core.anatomy import n_layers_of, require
+from ..core.anatomy import check_layers, n_layers_of, require
 from ..core.hooks import model_of
 from .logit_lens import SUPPORTED_KINDS
 from .readout import unembed
@@ -32,20 +32,25 @@ def kl_to_final(lm, hidden: torch.Tensor, final: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def lens_kl(lm, texts: Sequence[str] | None = None, *, tuned=None, batch_size: int = 16
-            ) -> pd.DataFrame:
-    """Mean KL(final ‖ lens) per layer (−1 … n − 1) over every token of ``texts`` (default the
-    bundled test split): a row per layer with ``logit_lens`` and, given a fitted
-    :class:`~nbtoolkit.lens.TunedLens`, ``tuned_lens``; ``tokens``, how many were averaged."""
+def lens_kl(lm, texts: Sequence[str] | None = None, *, tuned=None,
+            layers: Sequence[int] | None = None, batch_size: int = 16) -> pd.DataFrame:
+    """Mean KL(final ‖ lens) per layer over every token of ``texts`` (default the bundled test
+    split): a row per layer (default −1 … n − 1; with a tuned lens, its layers and the last)
+    with ``logit_lens`` and, given a fitted :class:`~nbtoolkit.lens.TunedLens`, ``tuned_lens``
+    (NaN at a layer it has no translator for); ``tokens``, how many were averaged."""
     model = model_of(lm)
     require(model, "lens_kl", SUPPORTED_KINDS)
     texts = lens_texts("test") if texts is None else check_texts(texts)
     n = n_layers_of(model)
-    layers = list(range(-1, n))
     lenses: dict[str, Callable | None] = {"logit_lens": None}
     if tuned is not None:
         tuned.check_model(lm)
         lenses["tuned_lens"] = tuned.translate
+        if layers is None:
+            layers = [*tuned.layers_, n - 1]
+    layers = sorted(set(check_layers(model, layers)) | {n - 1})  # the last: the target
+    readable = {"logit_lens": set(layers),
+                "tuned_lens": set(getattr(tuned, "layers_", [])) | {n - 1}}
     sums = {name: torch.zeros(len(layers), dtype=torch.float64) for name in lenses}
     tokens = 0
     for rows in residual_batches(lm, texts, layers, batch_size):  # [layers, tokens, d]
@@ -55,6 +60,9 @@ def lens_kl(lm, texts: Sequence[str] | None = None, *, tuned=None, batch_size: i
             final = unembed(lm, piece[-1]).float().log_softmax(-1)
             for name, translate in lenses.items():
                 for i, layer in enumerate(layers):
+                    if layer not in readable[name]:
+                        sums[name][i] = float("nan")
+                        continue
                     h = piece[i] if translate is None else translate(layer, piece[i])
                     sums[name][i] += kl_to_final(lm, h, final).double().sum().cpu()
         tokens += rows.shape[1]
