@@ -18,12 +18,15 @@ def method_support() -> dict[str, list[str]]:
     from . import attribution, explain, interchange, selfie, steering
     from .ccs import activations
     from .das import forward
+    from .lens import attention, dla
+    from .lens.logit_lens import SUPPORTED_KINDS as LENS_KINDS
     from .tracing import tracer
 
     by_kind = {"causal tracing": tracer.SUPPORTED_KINDS, "interchange": interchange.SUPPORTED_KINDS,
                "DAS": forward.SUPPORTED_KINDS, "CCS extraction": activations.SUPPORTED_KINDS,
                "attribution": attribution.SUPPORTED_KINDS, "SelfIE": selfie.SUPPORTED_KINDS,
-               "steering": steering.SUPPORTED_KINDS}
+               "steering": steering.SUPPORTED_KINDS, "logit & tuned lens": LENS_KINDS,
+               "DLA": dla.SUPPORTED_KINDS, "attention & induction": attention.SUPPORTED_KINDS}
     support = {"capture & patch": list(FAMILIES)}
     support |= {method: [f for f, t in FAMILIES.items() if t.kind in kinds]
                 for method, kinds in by_kind.items()}

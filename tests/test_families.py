@@ -420,6 +420,28 @@ def _run(method, family):
     if method == "explain: heads":
         hq, hk = explain.head_query_key(lm, 1, 1, explain.word_vectors(lm, words))
         return hq * hk
+    if method == "logit & tuned lens":
+        from nbtoolkit.lens import TunedLens, logit_lens
+
+        lens = logit_lens(lm, TEXTS)
+        tuned = TunedLens(steps=1, tokens_per_step=8).fit(lm, TEXTS)
+        return np.concatenate([lens.target_logprobs.numpy().reshape(-1)[:5],
+                               tuned(lm, TEXTS[0]).top_logprobs.numpy().reshape(-1)])
+    if method == "DLA":
+        from nbtoolkit.lens import direct_logit_attribution
+
+        result = direct_logit_attribution(lm, PROMPT, "a", "b")
+        assert abs(result.total - result.logit_diff) < 1e-4 * max(1, abs(result.logit_diff)) \
+            or result.softcap is not None
+        return result.values
+    if method == "attention & induction":
+        from nbtoolkit.lens import attention_patterns, induction_ablation, induction_scores
+
+        scores = induction_scores(lm, seq_len=5, batch=1)
+        check = induction_ablation(lm, scores.top(1), controls=1, seq_len=5, batch=1)
+        weights = attention_patterns(lm, TEXTS[0]).weights
+        return np.concatenate([scores.induction.reshape(-1), [check.increase],
+                               weights.numpy().reshape(-1)[:3]])
     if method == "explain: FFN":
         return explain.ffn_concepts(lm, 1, 2, 2, words=words, annotator=False).score.to_numpy()
     raise AssertionError(method)
