@@ -49,7 +49,8 @@ def repeated_tokens(lm, seq_len: int = 50, batch: int = 4, seed: int = 0) -> tor
     prefix = torch.tensor(bos, dtype=torch.long).expand(batch, len(bos))
     context = lm.context_length
     if context is not None and len(bos) + 2 * seq_len > context:
-        raise ValueError(f"2 × seq_len {seq_len} tokens exceed the model's context of {context}")
+        raise ValueError(f"seq_len {seq_len} repeated twice ({len(bos) + 2 * seq_len} tokens) "
+                         f"exceeds the model's context of {context} tokens")
     return torch.cat([prefix, half, half], dim=1).to(lm.device)
 
 
