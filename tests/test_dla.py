@@ -96,7 +96,7 @@ def test_without_distractor_the_rows_sum_to_the_answers_logit():
 
 
 def test_opt_350m_is_refused():
-    from test_lens import opt_350m_layout
+    from test_families import opt_350m_layout
 
     with pytest.raises(ValueError, match="has no final norm"):
         direct_logit_attribution(opt_350m_layout(), PROMPT, "M", "P")

@@ -246,9 +246,9 @@ def test_patched_generation_agrees_with_and_without_the_kv_cache(tiny):
                                atol=1e-4, rtol=0)
 
 
-def test_opt_350m_layout_post_norm_projections_no_final_norm():
-    """OPT-350m: blocks normalise after their sums, token embeddings are projected into the
-    residual stream and out of it, and there is no final norm."""
+def opt_350m_layout():
+    """A tiny model in OPT-350m's layout: post-norm blocks, a projection into and out of the
+    residual stream (width 32, embeddings 16), no final norm."""
     import transformers as tf
 
     from nbtoolkit.core.lm import LM
@@ -260,7 +260,13 @@ def test_opt_350m_layout_post_norm_projections_no_final_norm():
                           do_layer_norm_before=False, max_position_embeddings=64,
                           pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
-    lm = LM(tf.OPTForCausalLM(config).eval(), tokenizer)
+    return LM(tf.OPTForCausalLM(config).eval(), tokenizer)
+
+
+def test_opt_350m_layout_post_norm_projections_no_final_norm():
+    """OPT-350m: blocks normalise after their sums, token embeddings are projected into the
+    residual stream and out of it, and there is no final norm."""
+    lm = opt_350m_layout()
     assert "final_norm" not in lm.sites and lm.context_length == 64
     with pytest.raises(ValueError, match="no final norm"):
         resolve_site(lm.model, "final_norm")

@@ -12,6 +12,7 @@ import torch
 
 from nbtoolkit import tiny_model
 from nbtoolkit.lens import logit_lens
+from test_families import opt_350m_layout
 
 PROMPTS = ["The capital of Spain is", "Hi"]
 
@@ -62,22 +63,6 @@ def test_a_middle_layer_is_the_final_norm_and_head_applied_by_hand(family):
         want = _by_hand(lm, layer, norm, m.lm_head, softcap)
         got = logit_lens(lm, "The capital of Spain is", layers=[layer]).logprobs[0]
         torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
-
-
-def opt_350m_layout():
-    """OPT-350m's layout: post-norm blocks, a projection into and out of the stream, no final norm."""
-    import transformers as tf
-
-    from nbtoolkit.core.lm import LM
-    from nbtoolkit.core.loading import byte_tokenizer
-
-    tokenizer = byte_tokenizer()
-    config = tf.OPTConfig(vocab_size=len(tokenizer), hidden_size=32, word_embed_proj_dim=16,
-                          ffn_dim=64, num_hidden_layers=2, num_attention_heads=4,
-                          do_layer_norm_before=False, max_position_embeddings=64,
-                          pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(0)
-    return LM(tf.OPTForCausalLM(config).eval(), tokenizer)
 
 
 def test_opt_350m_is_read_through_its_projection_out():

@@ -340,6 +340,12 @@ def config_value(model: torch.nn.Module, key: str, default=None):
     return default
 
 
+def config_entry(config: dict, key: str, default=None):
+    """A size or setting from a config read as a dict (a file written beside a model, e.g. the
+    tuned-lens project's ``config.json``) under any family's name for it (``CONFIG_KEYS``)."""
+    return next((config[name] for name in CONFIG_KEYS[key] if name in config), default)
+
+
 def _stack(model: torch.nn.Module, stack: str = "") -> Family:
     """The table of one stack: the family's own, or an encoder-decoder's ``decoder``."""
     table = family_table(model)

@@ -46,7 +46,7 @@ import pandas as pd
 import torch
 from sklearn.exceptions import NotFittedError
 
-from ..core.anatomy import check_layers, config_value, n_layers_of, require
+from ..core.anatomy import check_layers, config_entry, config_value, n_layers_of, require
 from ..core.files import atomic_write, write_json
 from ..core.hooks import model_of
 from ..core.modes import frozen
@@ -239,7 +239,8 @@ class TunedLens:
         if meta.get("lens_type", "linear_tuned_lens") != "linear_tuned_lens":
             raise ValueError(f"{folder / PROJECT_CONFIG}: lens_type {meta['lens_type']!r} is not "
                              f"a linear tuned lens")
-        n, d = _size(meta, "num_hidden_layers", folder), _size(meta, "d_model", folder)
+        n = _size({"n_layers": config_entry(meta, "n_layers")}, "n_layers", folder)
+        d = _size(meta, "d_model", folder)
         with_bias = meta.get("bias", True)
         shapes = {f"{i}.weight": (d, d) for i in range(n)}
         shapes |= {f"{i}.bias": (d,) for i in range(n)} if with_bias else {}
