@@ -19,7 +19,7 @@ TEXTS = lens_texts("train")[:40]
 @pytest.fixture(scope="module")
 def fitted():
     lm = tiny_model("llama")
-    return lm, TunedLens(steps=25, tokens_per_step=64, lr=1e-2).fit(lm, TEXTS)
+    return lm, TunedLens(steps=25, tokens_per_step=64).fit(lm, TEXTS)
 
 
 def test_training_lowers_kl_below_the_logit_lens(fitted):
@@ -73,7 +73,7 @@ def test_save_and_load_round_trip(fitted, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tuned_lens.json", "tuned_lens.safetensors"]
     loaded = TunedLens.load(tmp_path)
     assert torch.equal(loaded.weight_, tuned.weight_) and loaded.layers_ == tuned.layers_
-    assert loaded.steps == 25 and loaded.lr == 1e-2
+    assert loaded.steps == 25 and loaded.lr == 1.0 and loaded.momentum == 0.9
     assert torch.equal(loaded(lm, "Hello").logprobs, tuned(lm, "Hello").logprobs)
 
 
