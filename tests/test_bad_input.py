@@ -529,6 +529,9 @@ def _lens_calls():
                                          "layer 1 is the last"),
         "tuned lens components": (lambda m: lens.TunedLens(steps=1, tokens_per_step=4).fit(
             m, ["hello"])(m, "abc", components=True), ValueError, "components=True"),
+        "tuned lens of an untrained layer": (lambda m: lens.TunedLens(
+            layers=[0], steps=1, tokens_per_step=4).fit(m, ["hello"])(m, "abc", layers=[-1]),
+            ValueError, "no translator for layers [-1]"),
         "lens_kl of an empty text": (lambda m: lens.lens_kl(m, [""]), ValueError, "got ['']"),
     }
 

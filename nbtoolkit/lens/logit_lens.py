@@ -124,6 +124,10 @@ def read_lens(lm, prompts, translate: Translator | None, lens: str, *, layers=No
     if layers is None and translated_layers is not None:
         layers = list(translated_layers)
     layers = check_layers(model, layers)
+    missing = [l for l in layers if translated_layers is not None and l not in translated_layers]
+    if missing:
+        raise ValueError(f"the {lens} has no translator for layers {missing}; its layers: "
+                         f"{list(translated_layers)}")
     if not isinstance(components, bool):
         raise TypeError(f"components must be True or False, got {components!r}")
     vocab = model.get_output_embeddings().weight.shape[0]
