@@ -9,16 +9,17 @@ distractor) into the final residual stream.
 A decoder's final residual stream is the sum of its embeddings (plus absolute positions where the
 family adds them) and every block's attention and MLP terms (parallel blocks too: both terms are
 added to the same stream). Each attention term is the sum of its heads' outputs through their
-slices of the output projection, plus the projection's bias. The final norm is not linear: it
-divides by the scale of the whole stream. Frozen at its scale on this run (the standard
-approximation, TransformerLens's ``apply_ln_to_stack``) it is, and each component's
-contribution is its frozen-normed vector · (unembedding of the answer − of the distractor). The
-contributions then sum to the model's logit difference (float rounding), with these exceptions:
+slices of the output projection, plus the projection's bias; on Gemma-2/3 and OLMo-2, which
+normalise the attention output before adding it, that norm is frozen at its scale on this run, so
+the heads still sum to the term. The final norm is not linear: it divides by the scale of the
+whole stream. Frozen at its scale on this run (the standard approximation, TransformerLens's
+``apply_ln_to_stack``: a component's effect on the scale itself is not counted) it is, and each
+component's contribution is its frozen-normed vector · (unembedding of the answer − of the
+distractor). The contributions then sum to the model's logit difference (float rounding) on every
+pre-norm decoder with a final norm, except:
 
 * Gemma-2 soft-caps its logits (``cap · tanh(logits / cap)``): the contributions sum to the
   difference before the cap (``logit_diff`` is the capped one the model outputs);
-* Gemma-2/3 and OLMo-2 normalise the attention output before adding it: that norm is frozen at its
-  scale too, so heads still sum to the attention term;
 * OPT-350m (post-norm blocks, no final norm) is refused: its stream is not a sum of components.
 """
 
