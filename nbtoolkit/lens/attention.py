@@ -20,8 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..core.anatomy import check_layers, n_layers_of, require
-from ..core.hooks import model_of
+from ..core.anatomy import check_layers, hf_model, n_layers_of, require
 from ..core.lm import LAST_POSITION
 from ..core.modes import eager_attention
 from .inputs import prompt_list, prompt_tokens
@@ -65,7 +64,7 @@ def attention_patterns(lm, prompts: str | Sequence[str], layers: Sequence[int] |
                        ) -> AttentionPatterns:
     """Every head's attention weights at ``layers`` (blocks 0 … n − 1; default all) for each
     prompt, ``[batch, heads, query, key]`` per layer, in each prompt's own token positions."""
-    model = model_of(lm)
+    model = hf_model(lm)
     require(model, "attention patterns", SUPPORTED_KINDS)
     texts, _ = prompt_list(prompts)
     layers = check_layers(model, layers, embed=False)

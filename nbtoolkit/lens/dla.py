@@ -31,9 +31,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..core.anatomy import (attn_output_norm, config_value, has_positions, n_layers_of, readout,
-                            require, resolve_site, site_name)
-from ..core.hooks import capture, model_of
+from ..core.anatomy import (attn_output_norm, config_value, has_positions, hf_model, n_layers_of,
+                            readout, require, resolve_site, site_name)
+from ..core.hooks import capture
 from .inputs import token_columns, token_id
 from .readout import frozen_norm
 
@@ -89,7 +89,7 @@ def direct_logit_attribution(lm, prompt: str, answer: str | int, distractor: str
     ``position`` of ``prompt`` (default its last token), through the final norm frozen at this
     run's scale (see the module docstring). ``answer``/``distractor``: a text (its first token,
     with a warning when it has several) or a token id; without a distractor, the answer's logit."""
-    model = model_of(lm)
+    model = hf_model(lm)
     require(model, "direct logit attribution", SUPPORTED_KINDS)
     if not isinstance(prompt, str) or not prompt:
         raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")

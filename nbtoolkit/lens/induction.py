@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..core.anatomy import check_layers, config_value, n_layers_of, require, site_name
-from ..core.hooks import capture, model_of, patch
+from ..core.anatomy import check_layers, config_value, hf_model, n_layers_of, require, site_name
+from ..core.hooks import capture, patch
 from ..core.interventions import Set, Zero
 from .attention import SUPPORTED_KINDS, attention_weights
 
@@ -40,7 +40,7 @@ def repeated_tokens(lm, seq_len: int = 50, batch: int = 4, seed: int = 0) -> tor
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {seed!r}")
     tokenizer = lm.tokenizer
-    vocab = min(len(tokenizer), model_of(lm).get_output_embeddings().weight.shape[0])
+    vocab = min(len(tokenizer), hf_model(lm).get_output_embeddings().weight.shape[0])
     excluded = set(tokenizer.all_special_ids) | set(tokenizer.get_added_vocab().values())
     ordinary = torch.tensor([i for i in range(vocab) if i not in excluded])
     generator = torch.Generator().manual_seed(seed)
@@ -102,7 +102,7 @@ def induction_scores(lm, *, seq_len: int = 50, batch: int = 4, seed: int = 0,
                      layers: Sequence[int] | int | None = None) -> InductionScores:
     """Induction and previous-token scores of every head at ``layers`` (default all) on
     :func:`repeated_tokens`."""
-    model = model_of(lm)
+    model = hf_model(lm)
     require(model, "induction scores", SUPPORTED_KINDS)
     layers = check_layers(model, layers, embed=False)
     ids = repeated_tokens(lm, seq_len, batch, seed)
@@ -158,7 +158,7 @@ def induction_ablation(lm, heads: Sequence[tuple[int, int]], *, how: str = "mean
     as many random other heads, on :func:`repeated_tokens`; the loss on the repeated half of each.
     ``how``: ``"mean"`` (a head's output, the input of the output projection, replaced by its
     mean over every position and sequence) or ``"zero"``."""
-    model = model_of(lm)
+    model = hf_model(lm)
     require(model, "induction ablation", SUPPORTED_KINDS)
     heads = _check_heads(model, heads)
     if how not in ABLATIONS:
@@ -201,7 +201,7 @@ def _mean_outputs(lm, ids: torch.Tensor) -> dict[int, torch.Tensor]:
     """Each layer's mean per-head output ``[n_heads, d_head]`` over every position and sequence."""
     sites = [site_name(i, "attn.heads") for i in range(lm.n_layers)]
     with capture(lm, sites) as acts:
-        model_of(lm)(input_ids=ids)
+        hf_model(lm)(input_ids=ids)
     return {i: acts[site].mean((0, 1)) for i, site in enumerate(sites)}
 
 
@@ -217,7 +217,7 @@ def _half_losses(lm, ids: torch.Tensor, seq_len: int, heads: list[tuple[int, int
                  Zero(heads=chosen) if means is None else Set(means[layer][chosen], heads=chosen)
                  for layer, chosen in by_layer.items()}
     with patch(lm, ablations):
-        logits = model_of(lm)(input_ids=ids).logits.float()
+        logits = hf_model(lm)(input_ids=ids).logits.float()
     loss = -logits[:, :-1].log_softmax(-1).gather(-1, ids[:, 1:, None])[..., 0]  # [batch, seq - 1]
     second = ids.shape[1] - seq_len + 1  # the second repeat's second token
     first = second - seq_len             # the first repeat's second token

@@ -14,8 +14,7 @@ from typing import Callable, Sequence
 import pandas as pd
 import torch
 
-from ..core.anatomy import check_layers, n_layers_of, require
-from ..core.hooks import model_of
+from ..core.anatomy import check_layers, hf_model, n_layers_of, require
 from .logit_lens import SUPPORTED_KINDS
 from .readout import unembed
 from .texts import check_texts, lens_texts, residual_batches
@@ -38,7 +37,7 @@ def lens_kl(lm, texts: Sequence[str] | None = None, *, tuned=None,
     split): a row per layer (default −1 … n − 1; with a tuned lens, its layers and the last)
     with ``logit_lens`` and, given a fitted :class:`~nbtoolkit.lens.TunedLens`, ``tuned_lens``
     (NaN at a layer it has no translator for); ``tokens``, how many were averaged."""
-    model = model_of(lm)
+    model = hf_model(lm)
     require(model, "lens_kl", SUPPORTED_KINDS)
     texts = lens_texts("test") if texts is None else check_texts(texts)
     n = n_layers_of(model)

@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..core.anatomy import check_layers, n_layers_of, require, site_name
-from ..core.hooks import capture, model_of
+from ..core.anatomy import check_layers, hf_model, n_layers_of, require, site_name
+from ..core.hooks import capture
 from ..core.lm import LAST_POSITION
 from .inputs import prompt_list, prompt_tokens, token_columns, token_id
 from .readout import unembed
@@ -117,7 +117,7 @@ def read_lens(lm, prompts, translate: Translator | None, lens: str, *, layers=No
     """The lens call shared by the logit and tuned lenses: ``translate(layer, h)`` (``None``: the
     identity) maps a layer's stream before the read-out; ``translated_layers`` the layers it
     accepts (``layers`` defaults to them)."""
-    model = model_of(lm)
+    model = hf_model(lm)
     require(model, lens, SUPPORTED_KINDS)
     texts, single = prompt_list(prompts)
     n = n_layers_of(model)

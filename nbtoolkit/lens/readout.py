@@ -15,14 +15,13 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.anatomy import readout
-from ..core.hooks import model_of
+from ..core.anatomy import hf_model, readout
 
 
 def unembed(lm, hidden: torch.Tensor) -> torch.Tensor:
     """Logits ``[..., vocab]`` that the model's read-out gives a residual stream ``[..., d_model]``
     (in the model's dtype)."""
-    parts = readout(model_of(lm))
+    parts = readout(hf_model(lm))
     x = hidden
     if parts.final_norm is not None:
         x = parts.final_norm(x)

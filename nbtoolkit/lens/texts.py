@@ -15,8 +15,8 @@ from typing import Iterator, Sequence
 
 import torch
 
-from ..core.anatomy import check_layers
-from ..core.hooks import capture, model_of
+from ..core.anatomy import check_layers, hf_model
+from ..core.hooks import capture
 from ..core.lm import LAST_POSITION
 from ..data.facts import load_facts
 from ..data.instructions import load_instruction_prompts
@@ -60,11 +60,11 @@ def residual_rows(lm, texts: Sequence[str], layers: Sequence[int], batch_size: i
 def residual_batches(lm, texts: Sequence[str], layers: Sequence[int], batch_size: int
                      ) -> Iterator[torch.Tensor]:
     """:func:`residual_rows` of ``batch_size`` texts at a time, ``[len(layers), tokens, d_model]``."""
-    layers = check_layers(model_of(lm), list(layers))
+    layers = check_layers(hf_model(lm), list(layers))
     sites = [layer_site(layer) for layer in layers]
     for start in range(0, len(texts), batch_size):
         batch = lm.encode(list(texts[start:start + batch_size]))
         with torch.no_grad(), capture(lm, sites) as acts:
-            model_of(lm)(**batch, logits_to_keep=LAST_POSITION)
+            hf_model(lm)(**batch, logits_to_keep=LAST_POSITION)
         keep = batch["attention_mask"].bool()
         yield torch.stack([acts[site][keep] for site in sites])

@@ -46,9 +46,9 @@ import pandas as pd
 import torch
 from sklearn.exceptions import NotFittedError
 
-from ..core.anatomy import check_layers, config_entry, config_value, n_layers_of, require
+from ..core.anatomy import (check_layers, config_entry, config_value, hf_model, n_layers_of,
+                            require)
 from ..core.files import atomic_write, write_json
-from ..core.hooks import model_of
 from ..core.modes import frozen
 from .logit_lens import SUPPORTED_KINDS, LensResult, read_lens
 from .readout import unembed
@@ -86,7 +86,7 @@ class TunedLens:
     def fit(self, lm, texts: Sequence[str] | None = None, *, progress: bool = False) -> TunedLens:
         """Train one translator per layer on ``texts`` (default the bundled train split)."""
         self._check_settings()
-        model = model_of(lm)
+        model = hf_model(lm)
         require(model, "tuned lens", SUPPORTED_KINDS)
         n, d = n_layers_of(model), config_value(model, "d_model")
         layers = self._trained_layers(model, n)
@@ -174,7 +174,7 @@ class TunedLens:
         """``ValueError`` unless ``lm`` has this lens's sizes; a warning if its unembedding differs
         from the one the lens was trained with."""
         self._check_fitted()
-        model = model_of(lm)
+        model = hf_model(lm)
         require(model, "tuned lens", SUPPORTED_KINDS)
         sizes = (n_layers_of(model), config_value(model, "d_model"))
         if sizes != (self.n_layers_, self.d_model_):
@@ -299,7 +299,7 @@ def _token_stream(lm, texts: list[str], layers: list[int], tokens: int, seed: in
 
 def unembed_hash(lm) -> str:
     """sha256 of the unembedding matrix (float32 bytes): which read-out a lens was trained for."""
-    weight = model_of(lm).get_output_embeddings().weight.detach().float().cpu().contiguous()
+    weight = hf_model(lm).get_output_embeddings().weight.detach().float().cpu().contiguous()
     return hashlib.sha256(weight.numpy().tobytes()).hexdigest()
 
 

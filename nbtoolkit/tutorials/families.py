@@ -10,28 +10,30 @@ and checks that the others refuse, and that the README holds this very table.
 
 from __future__ import annotations
 
-from .core.anatomy import FAMILIES, MODEL_TYPES
+from ..ccs import activations
+from ..core.anatomy import FAMILIES, MODEL_TYPES
+from ..das import forward
+from ..instruction_shift import attribution, ffn, heads
+from ..interchange import sweep
+from ..lens import attention, dla
+from ..lens.logit_lens import SUPPORTED_KINDS as LENS_KINDS
+from ..selfie import interpretation, steering
+from ..tracing import tracer
 
 
 def method_support() -> dict[str, list[str]]:
     """``{method: families it runs on}``, in the table's column order."""
-    from . import attribution, explain, interchange, selfie, steering
-    from .ccs import activations
-    from .das import forward
-    from .lens import attention, dla
-    from .lens.logit_lens import SUPPORTED_KINDS as LENS_KINDS
-    from .tracing import tracer
-
-    by_kind = {"causal tracing": tracer.SUPPORTED_KINDS, "interchange": interchange.SUPPORTED_KINDS,
+    by_kind = {"causal tracing": tracer.SUPPORTED_KINDS, "interchange": sweep.SUPPORTED_KINDS,
                "DAS": forward.SUPPORTED_KINDS, "CCS extraction": activations.SUPPORTED_KINDS,
-               "attribution": attribution.SUPPORTED_KINDS, "SelfIE": selfie.SUPPORTED_KINDS,
-               "steering": steering.SUPPORTED_KINDS, "logit & tuned lens": LENS_KINDS,
-               "DLA": dla.SUPPORTED_KINDS, "attention & induction": attention.SUPPORTED_KINDS}
+               "attribution": attribution.SUPPORTED_KINDS,
+               "SelfIE": interpretation.SUPPORTED_KINDS, "steering": steering.SUPPORTED_KINDS,
+               "logit & tuned lens": LENS_KINDS, "DLA": dla.SUPPORTED_KINDS,
+               "attention & induction": attention.SUPPORTED_KINDS}
     support = {"capture & patch": list(FAMILIES)}
     support |= {method: [f for f, t in FAMILIES.items() if t.kind in kinds]
                 for method, kinds in by_kind.items()}
-    support["explain: heads"] = list(explain.ATTENTION_FAMILIES)
-    support["explain: FFN"] = list(explain.FFN_FAMILIES)
+    support["explain: heads"] = list(heads.ATTENTION_FAMILIES)
+    support["explain: FFN"] = list(ffn.FFN_FAMILIES)
     return support
 
 
