@@ -80,7 +80,7 @@ test-latest: setup
 	@echo "versions that differ from the lock (< lock, > latest):"
 	@$(UV) pip freeze -q --python $(LATEST)/bin/python --exclude-editable | tr A-Z_ a-z- | sort > $(LATEST)/versions.txt
 	@grep -h '^[a-z0-9]' $(LOCK) $(NO_DEPS_LOCK) | sort | diff - $(LATEST)/versions.txt | grep '^[<>]' || true
-	$(TEST_ENV) $(LATEST)/bin/python -m pytest -q -p no:cacheprovider tests
+	$(TEST_ENV) $(LATEST)/bin/python -m pytest -q -p no:cacheprovider -n 2 tests
 	$(TEST_ENV) $(LATEST)/bin/python -m pytest -q -p no:cacheprovider -m colab_hub tests/test_colab_hub.py
 
 lab: setup
