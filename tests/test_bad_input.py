@@ -26,6 +26,7 @@ from nbtoolkit.cli import ccs as cli
 from nbtoolkit.core.lm import token_indices
 from nbtoolkit.tracing import causal_trace
 from nbtoolkit.tracing.tracer import subject_span
+from nbtoolkit.viz.lens import lens_grid, plot_attention
 from nbtoolkit.viz.widgets import TrainingMonitor, token_view
 
 D = 64  # tiny models' width
@@ -467,6 +468,163 @@ BAD_WIDGETS = {
 @pytest.mark.parametrize("name", BAD_WIDGETS)
 def test_bad_widget_input(name):
     _raises(*BAD_WIDGETS[name])
+
+
+# ------------------------------------------------------------ reading the residual stream
+
+def _lens_calls():
+    from nbtoolkit import lens
+    long = "abcdefghij"
+    return {
+        "lens layer past the last": (lambda m: lens.logit_lens(m, "abc", layers=[9]), ValueError,
+                                     "got [9]"),
+        "lens layers empty": (lambda m: lens.logit_lens(m, "abc", layers=[]), ValueError, "got []"),
+        "lens no prompts": (lambda m: lens.logit_lens(m, []), ValueError, "empty list"),
+        "lens prompts None": (lambda m: lens.logit_lens(m, None), TypeError, "NoneType: None"),
+        "lens empty prompt": (lambda m: lens.logit_lens(m, ["abc", ""]), ValueError, "got ['']"),
+        "lens position past a prompt": (lambda m: lens.logit_lens(m, [long, "abc"], positions=[9]),
+                                        ValueError, "position 9 is outside prompt 1, which has 3"),
+        "lens position string": (lambda m: lens.logit_lens(m, "abc", positions="last"), TypeError,
+                                 "got 'last'"),
+        "lens top_k 0": (lambda m: lens.logit_lens(m, "abc", top_k=0), ValueError, "got 0"),
+        "lens empty target": (lambda m: lens.logit_lens(m, "abc", target=""), ValueError,
+                              "target '' encodes to no tokens"),
+        "lens target outside the vocabulary": (lambda m: lens.logit_lens(m, "abc", target=10 ** 6),
+                                               ValueError, "target id 1000000"),
+        "lens target float": (lambda m: lens.logit_lens(m, "abc", target=1.5), TypeError, "1.5"),
+        "lens one target for two prompts": (lambda m: lens.logit_lens(m, ["a", "b"], target=["x"]),
+                                            ValueError, "1 targets for 2 prompts"),
+        "lens components not a bool": (lambda m: lens.logit_lens(m, "abc", components="yes"),
+                                       TypeError, "got 'yes'"),
+        "lens of an encoder": (lambda m: lens.logit_lens(tiny_model("bert"), "abc"), ValueError,
+                               "'bert' is an encoder family"),
+        "DLA answer == distractor": (lambda m: lens.direct_logit_attribution(m, "abc", "x", "x"),
+                                     ValueError, "answer 'x' and distractor 'x' are the same token"),
+        "DLA empty prompt": (lambda m: lens.direct_logit_attribution(m, "", "x", "y"), ValueError,
+                             "got ''"),
+        "DLA list of prompts": (lambda m: lens.direct_logit_attribution(m, ["abc"], "x", "y"),
+                                ValueError, "got ['abc']"),
+        "DLA position past the prompt": (lambda m: lens.direct_logit_attribution(
+            m, "abc", "x", "y", position=5), ValueError, "position 5 is outside prompt 0"),
+        "DLA answer None": (lambda m: lens.direct_logit_attribution(m, "abc", None, "y"), TypeError,
+                            "answer must be a string or a token id, got NoneType"),
+        "DLA of an encoder": (lambda m: lens.direct_logit_attribution(tiny_model("bert"), "a", "x"),
+                              ValueError, "'bert' is an encoder family"),
+        "attention of the embeddings": (lambda m: lens.attention_patterns(m, "abc", layers=[-1]),
+                                        ValueError, "got [-1]"),
+        "attention of no prompts": (lambda m: lens.attention_patterns(m, []), ValueError,
+                                    "empty list"),
+        "induction seq_len 1": (lambda m: lens.induction_scores(m, seq_len=1), ValueError, "got 1"),
+        "induction batch 0": (lambda m: lens.induction_scores(m, batch=0), ValueError, "got 0"),
+        "induction float seed": (lambda m: lens.induction_scores(m, seed=1.5), TypeError, "got 1.5"),
+        "induction past the context": (lambda m: lens.induction_scores(m, seq_len=200), ValueError,
+                                       "seq_len 200 repeated twice (401 tokens)"),
+        "ablation of no heads": (lambda m: lens.induction_ablation(m, []), ValueError, "got []"),
+        "ablation of a missing layer": (lambda m: lens.induction_ablation(m, [(9, 0)]), ValueError,
+                                        "got [(9, 0)]"),
+        "ablation of a head twice": (lambda m: lens.induction_ablation(m, [(0, 0), (0, 0)]),
+                                     ValueError, "heads repeat"),
+        "ablation how": (lambda m: lens.induction_ablation(m, [(0, 0)], how="half"), ValueError,
+                         "got 'half'"),
+        "ablation controls -1": (lambda m: lens.induction_ablation(m, [(0, 0)], controls=-1),
+                                 ValueError, "got -1"),
+        "tuned lens steps 0": (lambda m: lens.TunedLens(steps=0).fit(m), ValueError, "got 0"),
+        "tuned lens lr nan": (lambda m: lens.TunedLens(lr=NAN).fit(m), ValueError, "got nan"),
+        "tuned lens not fitted": (lambda m: lens.TunedLens()(m, "abc"), ValueError,
+                                  "not fitted yet"),
+        "tuned lens of no texts": (lambda m: lens.TunedLens().fit(m, []), ValueError, "empty list"),
+        "tuned lens texts a string": (lambda m: lens.TunedLens().fit(m, "abc"), TypeError, "got str"),
+        "tuned lens of the last layer": (lambda m: lens.TunedLens(layers=[1]).fit(m), ValueError,
+                                         "layer 1 is the last"),
+        "tuned lens components": (lambda m: lens.TunedLens(steps=1, tokens_per_step=4).fit(
+            m, ["hello"])(m, "abc", components=True), ValueError, "components=True"),
+        "tuned lens of an untrained layer": (lambda m: lens.TunedLens(
+            layers=[0], steps=1, tokens_per_step=4).fit(m, ["hello"])(m, "abc", layers=[-1]),
+            ValueError, "no translator for layers [-1]"),
+        "lens_kl of an empty text": (lambda m: lens.lens_kl(m, [""]), ValueError, "got ['']"),
+    }
+
+
+BAD_LENS = _lens_calls()
+
+
+@pytest.mark.parametrize("name", BAD_LENS)
+def test_bad_lens_call(lm, name):
+    before = hook_count(lm.model)
+    implementation = lm.model.config._attn_implementation
+    _raises(*BAD_LENS[name], lm)
+    assert hook_count(lm.model) == before and not lm.model.training
+    assert lm.model.config._attn_implementation == implementation
+
+
+def test_a_multi_token_answer_takes_its_first_token_with_a_warning(lm):
+    from nbtoolkit import lens
+
+    with pytest.warns(UserWarning, match=r"answer 'xy' is 2 tokens \['x', 'y'\]; using its first"):
+        first = lens.direct_logit_attribution(lm, "abc", "xy", "z")
+    assert first.answer == "x"
+    with pytest.warns(UserWarning, match=r"target 'xy' is 2 tokens"):
+        lens.logit_lens(lm, "abc", target="xy")
+
+
+@pytest.fixture(scope="module")
+def saved_lens(tmp_path_factory, lm):
+    from nbtoolkit.lens import TunedLens
+
+    folder = tmp_path_factory.mktemp("tuned_lens")
+    TunedLens(steps=1, tokens_per_step=4).fit(lm, ["hello there"]).save(folder)
+    return folder
+
+
+BAD_LENS_FILES = {
+    "NaN weight": (lambda m, t: _set(t, "weight", torch.full_like(t["weight"], NAN)),
+                   "weight has non-finite values"),
+    "weight of another width": (lambda m, t: _set(t, "weight", torch.zeros(2, D, 3)),
+                                "weight has shape (2, 64, 3)"),
+    "extra tensor": (lambda m, t: _set(t, "scale", torch.ones(1)), "unexpected ['scale']"),
+    "no bias": (lambda m, t: t.pop("bias"), "missing ['bias']"),
+    "other format": (lambda m, t: _set(m, "format", 7), "format 7"),
+    "layers past the last": (lambda m, t: _set(m, "layers", [-1, 5]), "got [-1, 5]"),
+    "layers unsorted": (lambda m, t: _set(m, "layers", [0, -1]), "got [0, -1]"),
+    "n_layers 0": (lambda m, t: _set(m, "n_layers", 0), "n_layers must be a positive int, got 0"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_LENS_FILES)
+def test_bad_tuned_lens_file_is_refused(saved_lens, tmp_path, name):
+    from nbtoolkit.lens import TunedLens
+
+    edit, fragment = BAD_LENS_FILES[name]
+    _edited_copy(saved_lens / "tuned_lens.json", saved_lens / "tuned_lens.safetensors",
+                 tmp_path / "edited", edit)
+    _raises(TunedLens.load, ValueError, fragment, tmp_path / "edited")
+
+
+def test_missing_tuned_lens_files(saved_lens, tmp_path):
+    from nbtoolkit.lens import TunedLens
+
+    _raises(TunedLens.load, ValueError, "no tuned_lens.json", tmp_path)
+    (tmp_path / "tuned_lens.json").write_text((saved_lens / "tuned_lens.json").read_text())
+    _raises(TunedLens.load, ValueError, "no tuned_lens.safetensors", tmp_path)
+    (tmp_path / "tuned_lens.safetensors").write_bytes(b"truncated")
+    _raises(TunedLens.load, ValueError, "not a readable safetensors file", tmp_path)
+
+
+BAD_LENS_FIGURES = {
+    "lens value": (lambda r, p: lens_grid(r, value="entropy"), ValueError, "got 'entropy'"),
+    "lens prompt": (lambda r, p: lens_grid(r, prompt=5), ValueError, "got 5"),
+    "attention query past the prompt": (lambda r, p: plot_attention(p, 0, query=9), ValueError,
+                                        "got 9"),
+    "attention layer not read": (lambda r, p: p[7], ValueError, "layer 7 was not read"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_LENS_FIGURES)
+def test_bad_lens_figure(lm, name):
+    from nbtoolkit.lens import attention_patterns, logit_lens
+
+    call, error, fragment = BAD_LENS_FIGURES[name]
+    _raises(call, error, fragment, logit_lens(lm, ["abc", "de"]), attention_patterns(lm, "abc"))
 
 
 # ------------------------------------------------------------ CCS runs and their command line

@@ -50,6 +50,8 @@ PARAMETERS = {
     "08_selfie_control": dict(MODEL=CHAT, N_FACTS=8, USE_ROME_KNOWNS=True, INSERT_LAYER=1,
                               MAX_NEW_TOKENS=3, LAYER=1, STEPS=2, RC_LAYER=1, RC_STEPS=2,
                               JUDGE_MODEL=CHAT),
+    "09_logit_lens": dict(MODEL=TINY, LAYER_STEP=1, TUNED_STEPS=2, TOKENS_PER_STEP=16, N_KL_TEXTS=4,
+                          SEQ_LEN=8, BATCH=2, TOP_HEADS=2, CONTROLS=1),
 }
 
 DOWNLOAD = f"""

@@ -19,6 +19,7 @@ import torch
 import nbtoolkit as nb
 from nbtoolkit.exercises.feedback import FAILED, NOT_DONE, ExerciseFailed, Feedback, captured
 from nbtoolkit.exercises.release import is_check, is_solution, release
+from test_lens_exercises import WRONG as LENS_WRONG  # notebook 09's anticipated mistakes
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIALS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -745,6 +746,7 @@ WRONG = [  # (exercise, wrong answer, what the feedback must say)
     ("08.3", from_block_zero, "run block 1 alone"),
     ("08.3", next_block, "this is the output of block 2"),
     ("08.3", without_gradient, "carry no gradient"),
+    *LENS_WRONG,
 ]
 
 

@@ -247,9 +247,9 @@ def test_patched_generation_agrees_with_and_without_the_kv_cache(tiny):
                                atol=1e-4, rtol=0)
 
 
-def test_opt_350m_layout_post_norm_projections_no_final_norm():
-    """OPT-350m: blocks normalise after their sums, token embeddings are projected into the
-    residual stream and out of it, and there is no final norm."""
+def opt_350m_layout():
+    """A tiny model in OPT-350m's layout: post-norm blocks, a projection into and out of the
+    residual stream (width 32, embeddings 16), no final norm."""
     import transformers as tf
 
     from nbtoolkit.core.lm import LM
@@ -261,7 +261,13 @@ def test_opt_350m_layout_post_norm_projections_no_final_norm():
                           do_layer_norm_before=False, max_position_embeddings=64,
                           pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(0)
-    lm = LM(tf.OPTForCausalLM(config).eval(), tokenizer)
+    return LM(tf.OPTForCausalLM(config).eval(), tokenizer)
+
+
+def test_opt_350m_layout_post_norm_projections_no_final_norm():
+    """OPT-350m: blocks normalise after their sums, token embeddings are projected into the
+    residual stream and out of it, and there is no final norm."""
+    lm = opt_350m_layout()
     assert "final_norm" not in lm.sites and lm.context_length == 64
     with pytest.raises(ValueError, match="no final norm"):
         resolve_site(lm.model, "final_norm")
@@ -421,6 +427,28 @@ def _run(method, family):
     if method == "explain: heads":
         hq, hk = instruction_shift.head_query_key(lm, 1, 1, instruction_shift.word_vectors(lm, words))
         return hq * hk
+    if method == "logit & tuned lens":
+        from nbtoolkit.lens import TunedLens, logit_lens
+
+        lens = logit_lens(lm, TEXTS)
+        tuned = TunedLens(steps=1, tokens_per_step=8).fit(lm, TEXTS)
+        return np.concatenate([lens.target_logprobs.numpy().reshape(-1)[:5],
+                               tuned(lm, TEXTS[0]).top_logprobs.numpy().reshape(-1)])
+    if method == "DLA":
+        from nbtoolkit.lens import direct_logit_attribution
+
+        result = direct_logit_attribution(lm, PROMPT, "a", "b")
+        assert abs(result.total - result.logit_diff) < 1e-4 * max(1, abs(result.logit_diff)) \
+            or result.softcap is not None
+        return result.values
+    if method == "attention & induction":
+        from nbtoolkit.lens import attention_patterns, induction_ablation, induction_scores
+
+        scores = induction_scores(lm, seq_len=5, batch=1)
+        check = induction_ablation(lm, scores.top(1), controls=1, seq_len=5, batch=1)
+        weights = attention_patterns(lm, TEXTS[0]).weights
+        return np.concatenate([scores.induction.reshape(-1), [check.increase],
+                               weights.numpy().reshape(-1)[:3]])
     if method == "explain: FFN":
         return instruction_shift.ffn_concepts(lm, 1, 2, 2, words=words, annotator=False).scores
     raise AssertionError(method)

@@ -55,3 +55,53 @@ def test_token_view_colours_by_score():
         token_view(["a", "b"], [1.0])
     with pytest.raises(TypeError, match="control 'x'"):
         explore(lambda x: plt.figure(), x=3.5)
+
+
+# ---------------------------------------------------------------- reading the residual stream
+
+@pytest.fixture(scope="module")
+def lens_results():
+    from nbtoolkit import tiny_model
+    from nbtoolkit.lens import attention_patterns, logit_lens
+
+    lm = tiny_model("llama")
+    prompts = ["Hello there", "Hi"]
+    return logit_lens(lm, prompts, target="e"), attention_patterns(lm, prompts)
+
+
+def test_lens_explorer_shows_the_chosen_prompt_and_value(lens_results):
+    from nbtoolkit.viz.lens_widgets import lens_explorer
+
+    result, _ = lens_results
+    explorer = lens_explorer(result)
+    shown = explorer.figure.axes[0].images[0].get_array()
+    np.testing.assert_allclose(shown[::-1], np.exp(result.top_logprobs[0, :, :11, 0].numpy()), rtol=1e-6)
+    texts = [t.get_text() for t in explorer.figure.axes[0].texts]
+    assert texts[-1] == repr(result.top_tokens[0, 0, 10, 0])[1:-1][:8]  # bottom row: embed
+    explorer.controls["value"].value = "target_rank"
+    np.testing.assert_array_equal(explorer.figure.axes[0].images[0].get_array()[::-1],
+                                  result.target_ranks[0, :, :11].numpy())
+    explorer.controls["prompt"].value = 1
+    shown = explorer.figure.axes[0].images[0].get_array()
+    assert shown.shape == (4, 2)
+    np.testing.assert_array_equal(shown[::-1], result.target_ranks[1, :, :2].numpy())
+    assert [t.get_text() for t in explorer.figure.axes[0].get_xticklabels()] == ["H", "i"]
+
+
+def test_attention_viewer_shows_where_a_token_attends(lens_results):
+    from nbtoolkit.viz.lens_widgets import attention_viewer
+
+    _, patterns = lens_results
+    viewer = attention_viewer(patterns)
+    assert len(viewer.figure.axes) == 4  # one panel per head
+    np.testing.assert_allclose(viewer.figure.axes[2].images[0].get_array(),
+                               patterns[0][0, 2, :11, :11].numpy())
+    viewer.controls["layer"].value = 2
+    viewer.controls["token"].value = 5
+    heights = [bar.get_height() for bar in viewer.figure.axes[1].patches]
+    np.testing.assert_allclose(heights, patterns[2][0, 1, 5, :6].numpy(), rtol=1e-6)
+    viewer.controls["prompt"].value = 1  # the token list follows the prompt
+    assert viewer.values["token"] is None and len(viewer.controls["token"].options) == 3
+    viewer.controls["token"].value = 1
+    heights = [bar.get_height() for bar in viewer.figure.axes[0].patches]
+    np.testing.assert_allclose(heights, patterns[2][1, 0, 1, :2].numpy(), rtol=1e-6)

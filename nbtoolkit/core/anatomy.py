@@ -105,7 +105,8 @@ class Family:
     table's row of position 0 is ``position_offset``: 2 for OPT and RoBERTa); ``position_ids``
     whether the forward takes position ids counted from 0 (RoBERTa counts them itself from the
     padding, T5 has relative positions only). Oddities: ``embed_in`` a projection from the token
-    embeddings to ``d_model`` (OPT-350m); ``flat_mlp`` the MLP runs on ``[batch·seq, d]`` rows
+    embeddings to ``d_model`` (OPT-350m); ``embed_out`` its projection back, between the final
+    norm and the LM head (:func:`readout`); ``flat_mlp`` the MLP runs on ``[batch·seq, d]`` rows
     (OPT); ``first_block_out`` a module that rewrites block 0's output (DeBERTa-v2's convolution).
 
     ``notes``: what a reader of the family table (docs/guides/families.md) should know. ``tiny``: the config of
@@ -134,6 +135,7 @@ class Family:
     position_offset: int = 0
     position_ids: bool = True
     embed_in: str | None = None
+    embed_out: str | None = None
     flat_mlp: bool = False
     first_block_out: str | None = None
     query: str | None = None
@@ -201,8 +203,8 @@ FAMILIES: dict[str, Family] = {
     "opt": Family(layers="decoder.layers", final_norm="decoder.final_layer_norm", attn="self_attn",
                   mlp="fc2", heads="self_attn.out_proj", norm="layer",
                   positions="decoder.embed_positions", position_offset=2,
-                  embed_in="decoder.project_in", flat_mlp=True, query="self_attn.q_proj",
-                  key="self_attn.k_proj", attn_norm="self_attn_layer_norm", mlp_values="fc2",
+                  embed_in="decoder.project_in", embed_out="decoder.project_out", flat_mlp=True,
+                  query="self_attn.q_proj", key="self_attn.k_proj", attn_norm="self_attn_layer_norm", mlp_values="fc2",
                   mlp_weights=None, notes="learned positions, offset 2; OPT-350m: post-norm, projections in and out "
                         "of the residual, no final norm",
                   tiny=lambda s: ("OPTConfig", dict(
@@ -289,6 +291,7 @@ CONFIG_KEYS = {
     "d_head": ("head_dim",),
     "context": ("max_position_embeddings", "n_positions"),
     "layer_types": ("layer_types",),
+    "logit_softcap": ("final_logit_softcapping",),  # Gemma-2's cap·tanh(logits/cap)
 }
 CLASSIFIER = "classifier"  # a sequence-classification head's module (BERT, RoBERTa, DeBERTa)
 
@@ -420,6 +423,12 @@ def config_value(model: torch.nn.Module, key: str, default=None):
         if value is not None:
             return value
     return default
+
+
+def config_entry(config: dict, key: str, default=None):
+    """A size or setting from a config read as a dict (a file written beside a model, e.g. the
+    tuned-lens project's ``config.json``) under any family's name for it (``CONFIG_KEYS``)."""
+    return next((config[name] for name in CONFIG_KEYS[key] if name in config), default)
 
 
 def _stack(model: torch.nn.Module, stack: str = "") -> Family:
@@ -623,3 +632,42 @@ def families_with(parts: tuple[str, ...], norm: str | None = None) -> list[str]:
     """The families whose table names every weight in ``parts`` (and whose norms are ``norm``)."""
     return [name for name, f in FAMILIES.items()
             if all(getattr(f, p) is not None for p in parts) and norm in (None, f.norm)]
+
+
+# ---------------------------------------------------------------- reading the residual stream
+
+@dataclass(frozen=True)
+class Readout:
+    """The modules that turn the last block's output into logits, applied in this order:
+    ``final_norm`` (``None``: the model has none, e.g. OPT-350m), ``project_out`` (OPT-350m's
+    projection out of the residual stream; ``None`` elsewhere), ``unembed`` (the LM head) and
+    ``softcap`` (Gemma-2's final ``cap · tanh(logits / cap)``; ``None``: no cap). ``centred``:
+    the norms of this family subtract the mean (LayerNorm) rather than only rescale (RMSNorm)."""
+
+    final_norm: torch.nn.Module | None
+    project_out: torch.nn.Module | None
+    unembed: torch.nn.Module
+    softcap: float | None
+    centred: bool
+
+
+def readout(model: torch.nn.Module) -> Readout:
+    """The :class:`Readout` of a causal LM of a decoder family (``ValueError`` without an LM head)."""
+    table = anatomy_of(model, "read-out")
+    head = model.get_output_embeddings()
+    if head is None:
+        raise ValueError(f"this {type(model).__name__} has no LM head to read the residual "
+                         f"stream through; load it as a causal LM")
+    body = model.base_model
+    return Readout(_optional(body, table.final_norm), _optional(body, table.embed_out), head,
+                   config_value(model, "logit_softcap"), table.norm == "layer")
+
+
+def attn_output_norm(model: torch.nn.Module, layer: int) -> torch.nn.Module | None:
+    """The norm block ``layer`` applies to its attention output projection before adding it to
+    the residual stream (Gemma-2/3's and OLMo-2's post-attention norm: the ``attn`` site is its
+    output); ``None`` where the projection's output is the ``attn`` term itself."""
+    table = anatomy_of(model)
+    if table.block not in ("sandwich", "norm-after"):
+        return None
+    return model.base_model.get_submodule(f"{table.layers}.{layer}.{table.attn}")

@@ -1,7 +1,7 @@
-"""Leave the user's world as it was found: train/eval flags and ``requires_grad`` are saved on
-entry and put back on exit (also on errors), module by module; so is torch's thread count; and a
-training run that fails or diverges (:func:`check_loss`) gives its weights back
-(:func:`restored_on_error`)."""
+"""Leave the user's world as it was found: train/eval flags, ``requires_grad`` and the attention
+implementation are saved on entry and put back on exit (also on errors), module by module; so is
+torch's thread count; and a training run that fails or diverges (:func:`check_loss`) gives its
+weights back (:func:`restored_on_error`)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,41 @@ def frozen(model: torch.nn.Module):
         finally:
             for p, flag in flags:
                 p.requires_grad_(flag)
+
+
+@contextmanager
+def eager_attention(model: torch.nn.Module):
+    """transformers' ``"eager"`` attention inside (the implementation that computes the attention
+    weights, so ``output_attentions=True`` returns them; SDPA and flash attention do not); every
+    config's own implementation put back after."""
+    configs = _attention_configs(model)
+    saved = [(config, config._attn_implementation_internal) for config in configs]
+    try:
+        if any(value != "eager" for _, value in saved):
+            model.set_attn_implementation("eager")
+        yield model
+    finally:
+        # written back attribute by attribute: set_attn_implementation would re-check and
+        # re-dispatch, and could normalise a value the user had set
+        for config, value in saved:
+            config._attn_implementation_internal = value
+
+
+def _attention_configs(model: torch.nn.Module) -> list:
+    """Every config of ``model``'s (sub)models and their sub-configs that names an attention
+    implementation."""
+    found, stack = {}, [getattr(m, "config", None) for m in model.modules()]
+    while stack:
+        config = stack.pop()
+        if config is None or id(config) in found or \
+                not hasattr(config, "_attn_implementation_internal"):
+            continue
+        found[id(config)] = config
+        stack += [getattr(config, key, None) for key in getattr(config, "sub_configs", {})]
+    if not found or not callable(getattr(model, "set_attn_implementation", None)):
+        raise TypeError(f"{type(model).__name__} is not a transformers model with a selectable "
+                        f"attention implementation, so its attention weights cannot be read")
+    return list(found.values())
 
 
 @contextmanager

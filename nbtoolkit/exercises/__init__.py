@@ -11,6 +11,7 @@ ccs                 05: per-class normalisation, the CCS loss, training a CCS pr
 instruction_shift   06: quantised attribution, importance density, gradient × input attribution
 selfie              07: a hidden state by layer number, the overlay, the insertion
 selfie_control      08: the supervised loss, the reinforcement loss, one block's state from its input
+lens                09: the logit lens of one layer, one head's direct logit attribution, an induction score
 feedback            Feedback, the check runner and comparison helpers
 layers              the layer-numbering mistakes 00.1 and 07.1 anticipate (one catalogue)
 release             make exercises: student notebooks with nbgrader (solutions removed); its

@@ -105,6 +105,17 @@ HEADLINES: dict[str, dict[str, Headline]] = {
         "known_accuracy_after_rc": Headline("known-fact accuracy after the reinforcement edit",
                                             "RC_LAYER, RC_STEPS, the judge"),
     },
+    "09_logit_lens": {
+        "best_induction": Headline("the highest induction score of any head on repeated random tokens",
+                                   "SEQ_LEN, BATCH, the random tokens (SEED), eager attention"),
+        "top_induction_depth": Headline("the strongest induction head's layer / number of layers",
+                                        "SEQ_LEN, BATCH, the random tokens (SEED)"),
+        "tuned_kl_middle": Headline("the tuned lens's KL(final ‖ lens) at the trained layer nearest "
+                                    "the middle, in nats",
+                                    "TUNED_STEPS, TOKENS_PER_STEP, the optimiser, the text order (SEED)"),
+        "logit_kl_mean": Headline("the logit lens's mean KL over the trained block layers, in nats",
+                                  "the read-out (final norm, unembedding), LAYER_STEP, N_KL_TEXTS"),
+    },
 }
 
 

@@ -16,6 +16,8 @@ from ..core.anatomy import FAMILIES, MODEL_TYPES
 from ..das import forward
 from ..instruction_shift import attribution, ffn, heads
 from ..interchange import sweep
+from ..lens import attention, dla
+from ..lens.logit_lens import SUPPORTED_KINDS as LENS_KINDS
 from ..selfie import interpretation, steering
 from ..tracing import tracer
 
@@ -25,7 +27,9 @@ def method_support() -> dict[str, list[str]]:
     by_kind = {"causal tracing": tracer.SUPPORTED_KINDS, "interchange": sweep.SUPPORTED_KINDS,
                "DAS": forward.SUPPORTED_KINDS, "CCS extraction": activations.SUPPORTED_KINDS,
                "attribution": attribution.SUPPORTED_KINDS,
-               "SelfIE": interpretation.SUPPORTED_KINDS, "steering": steering.SUPPORTED_KINDS}
+               "SelfIE": interpretation.SUPPORTED_KINDS, "steering": steering.SUPPORTED_KINDS,
+               "logit & tuned lens": LENS_KINDS, "DLA": dla.SUPPORTED_KINDS,
+               "attention & induction": attention.SUPPORTED_KINDS}
     support = {"capture & patch": list(FAMILIES)}
     support |= {method: [f for f, t in FAMILIES.items() if t.kind in kinds]
                 for method, kinds in by_kind.items()}

@@ -121,3 +121,45 @@ SELFIE_CONTROL = {  # notebook 08
     "injection_success": (0.8906, 0.044),    # prompt injection on 388 unseen harmful behaviours
     "unrelated_fact_accuracy_after": 0.9585,
 }
+
+TUNED_LENS = {  # notebook 09
+    "source": "Belrose et al. 2023, Eliciting Latent Predictions from Transformers with the Tuned "
+              "Lens (arXiv 2303.08112, abstract); training settings from the authors' repository "
+              "AlignmentResearch/tuned-lens (tuned_lens/scripts/train_loop.py, ingredients.py)",
+    "model": "autoregressive LMs of up to 20B parameters",
+    "claim": "the tuned lens is more predictive, reliable and unbiased than the logit lens",
+    "loss": "KL(final ‖ lens), the final distribution at the same token",
+    "steps": 250,
+    "tokens_per_step": 2 ** 18,
+    "optimizer": "Nesterov SGD, learning rate 1 (0.1 in torch's units with momentum 0.9), weight "
+                 "decay 1e-3, linear decay, gradient norm clipped at 1; Adam (AMSGrad, lr 1e-3) "
+                 "as an option",
+    "identity_init": True,                   # h + W h + b with W = 0, b = 0
+    "released_format": "config.json + params.pt (torch.save pickle of the translators' state dict)",
+    "kl_per_layer": "not transcribed (figures only)",
+}
+
+INDUCTION_HEADS = {  # notebook 09
+    "source": "Olsson et al. 2022, In-context Learning and Induction Heads (transformer-circuits.pub);"
+              " GPT-2 small's heads from ARENA 3.0, chapter 1.2 (Intro to Mech Interp), the "
+              "solution to 'find induction heads': \"heads 5.1, 5.5, 6.9, 7.2, 7.10 are all "
+              "strongly induction-y\"",
+    "model": "gpt2 (GPT-2 small: 12 layers × 12 heads)",
+    "gpt2_induction_heads": [(5, 1), (5, 5), (6, 9), (7, 2), (7, 10)],
+    "score": "mean attention from each token of the second repeat to the token after its previous "
+             "occurrence (ARENA: the diagonal at offset 1 − seq_len, which also takes in the last "
+             "two tokens of the first repeat)",
+    "seq_len": 50,                           # ARENA: random tokens after BOS, repeated once
+    "batch": 10,
+    "olsson_claim": "induction heads form in a phase change early in training, when in-context "
+                    "learning improves; ablating them in small attention-only models removes "
+                    "most of it",
+}
+
+IOI_HEADS = {  # notebook 09: the previous-token heads an induction circuit composes with
+    "source": "Wang et al. 2022, Interpretability in the Wild: a Circuit for Indirect Object "
+              "Identification in GPT-2 small (arXiv 2211.00593), the circuit diagram",
+    "model": "gpt2",
+    "previous_token_heads": [(2, 2), (4, 11)],
+    "induction_heads": [(5, 5), (6, 9)],
+}

@@ -338,6 +338,34 @@ NOTEBOOKS: dict[str, NotebookPresets] = {
                  "molotov-cocktail and harmful-prompt ones; the supervised target is read at the "
                  "same layer (the repo: layer 19)",),
     ),
+    "09_logit_lens": NotebookPresets(
+        paper_name="the logit and tuned lens, direct logit attribution and induction heads "
+                   "(Belrose et al. 2023; Olsson et al. 2022)",
+        cpu=dict(MODEL="smollm2-135m-instruct", PROMPT="The capital of France is", ANSWER=" Paris",
+                 DISTRACTOR=" Rome", LAYER_STEP=7, TUNED_STEPS=16, TOKENS_PER_STEP=24, N_KL_TEXTS=8,
+                 SEQ_LEN=25, BATCH=2, TOP_HEADS=5, CONTROLS=2, SEED=0),
+        paper=dict(MODEL="gpt2", LAYER_STEP=1, TUNED_STEPS=papers.TUNED_LENS["steps"],
+                   TOKENS_PER_STEP=4_096, N_KL_TEXTS=None,
+                   SEQ_LEN=papers.INDUCTION_HEADS["seq_len"], BATCH=papers.INDUCTION_HEADS["batch"],
+                   TOP_HEADS=len(papers.INDUCTION_HEADS["gpt2_induction_heads"])),
+        sources=dict(MODEL="GPT-2 small, the model of ARENA's and TransformerLens's tutorials, whose "
+                           "induction heads ARENA lists (papers.INDUCTION_HEADS)",
+                     LAYER_STEP="a translator for every layer (the tuned-lens project)",
+                     TUNED_STEPS="250 steps (tuned-lens train_loop.py)",
+                     TOKENS_PER_STEP="4,096 tokens per step without gradient accumulation (the "
+                                     "tuned-lens project: 2^18, accumulated over micro-batches)",
+                     N_KL_TEXTS="the whole bundled test split",
+                     SEQ_LEN="50 random tokens repeated once (ARENA 1.2)",
+                     BATCH="10 sequences (ARENA 1.2)",
+                     TOP_HEADS="as many heads as ARENA's list of GPT-2 small's induction heads (5)"),
+        data="the package's own text (data/instructions and data/facts as sentences, an 80/20 "
+             "split) for the tuned lens; random token sequences for the induction heads",
+        estimate=GpuEstimate(1.0, 3.0, "250 steps × 4,096 tokens through 12 translators and GPT-2's "
+                                       "50,257-token unembedding, forward and backward (~3·10^15 "
+                                       "FLOPs: under a minute); the rest is seconds"),
+        differs=("the tuned lens trains on the bundled text (~8,000 tokens, cycled), not the Pile",
+                 "4,096 tokens per step instead of 2^18"),
+    ),
 }
 
 

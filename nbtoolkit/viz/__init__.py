@@ -8,5 +8,7 @@ das                IIA bars and heatmaps, training histories
 probes             CCS layer curves, transfer heatmaps, Table 1 bars
 instruction_shift  attribution heatmaps and HTML, instruction scores, concepts by layer
 selfie             relevancy grids, interpretation bars, steering curves
+lens               logit-lens grids, KL per layer, DLA bars and head maps, attention, induction
 widgets            explore, layer_curve_explorer, token_view, TrainingMonitor (core ipywidgets)
+lens_widgets       lens_explorer, attention_viewer
 """
