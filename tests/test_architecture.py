@@ -12,7 +12,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "nbtoolkit"
 
 # The rank of each folder: a module may import only modules of its own rank or lower. Every method
-# is a folder of rank METHOD (circuits, on its branch, has its rank already).
+# is a folder of rank METHOD.
 METHOD = 2
 RANKS = {"core": 0, "data": 1, "tasks": 1,
          **dict.fromkeys(["interchange", "tracing", "das", "probes", "ccs", "instruction_shift",
