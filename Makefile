@@ -78,7 +78,7 @@ test-latest: setup
 	rm -rf $(LATEST) && $(PYTHON) -m venv $(LATEST)
 	echo "$(TORCH_LATEST)" > $(LATEST)/torch.txt
 	$(UV) pip install -q --python $(LATEST)/bin/python --find-links $(TORCH_WHEELS) --upgrade \
-		--override $(LATEST)/torch.txt -r requirements/tools.in -e ".[dev,embedded]"
+		--override $(LATEST)/torch.txt -r requirements/tools.in -e ".[dev,embedded,docs]"
 	$(UV) pip install -q --python $(LATEST)/bin/python --upgrade --no-deps -r requirements/no-deps.in
 	@echo "versions that differ from the lock (< lock, > latest):"
 	@$(UV) pip freeze -q --python $(LATEST)/bin/python --exclude-editable | tr A-Z_ a-z- | sort > $(LATEST)/versions.txt
