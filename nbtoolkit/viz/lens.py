@@ -66,7 +66,7 @@ def plot_lens_kl(frame) -> Figure:
 
 
 def plot_dla(result, top: int = 15) -> Figure:
-    """The ``top`` components by |contribution| as horizontal bars (a DLAResult)."""
+    """The ``top`` components by absolute contribution as horizontal bars (a DLAResult)."""
     rows = result.top(top).iloc[::-1]
     fig, ax = new_figure(figsize=(6, 0.8 + 0.25 * len(rows)))
     ax.barh(rows.component, rows.contribution,
