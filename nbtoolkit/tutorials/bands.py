@@ -2,9 +2,8 @@
 
 A band is measured, never chosen: ``python -m nbtoolkit.cli.bands`` (``make bands``) runs the
 notebooks at their CPU preset as ``make test`` runs them (``SEED = 0``, one thread), and again at
-``SEED = 1`` on two threads with the CPU's baseline kernels (``ATEN_CPU_CAPABILITY=default``:
-another machine's floating point), and writes each headline number's runs and band to
-``bands.json`` beside this module::
+``SEED = 1`` on two threads, and writes each headline number's runs and band to ``bands.json``
+beside this module::
 
     band = [mean − 4·sd, mean + 4·sd] over the runs, widened to their [min, max] and to at least
            ± (0.1% of |mean| + 1e-6) (sd: the runs' sample standard deviation)
