@@ -13,11 +13,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from chromium import chromium_page
 
 from nbtoolkit.exercises.release import release
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
 NOTEBOOK = "00_getting_started.ipynb"
 STUDENT = f"student/{NOTEBOOK}"
 TOKEN = "nbtoolkit-test"
@@ -79,17 +79,8 @@ def lab(tmp_path_factory):
 @pytest.fixture
 def page(lab):
     """A Chromium page; the test opens a notebook with :func:`open_notebook`."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"Debian's Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        try:
-            yield browser.new_page(viewport={"width": 1400, "height": 1000})
-        finally:
-            browser.close()
+    with chromium_page() as page:
+        yield page
 
 
 def open_notebook(page, lab: str, path: str) -> None:
