@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "nbtoolkit"
 RANKS = {"core": 0, "data": 1, "tasks": 1, "papers": 1, "results": 1, "presets": 1,
          "interchange": 2, "tracing": 2, "das": 2, "probes": 2, "ccs": 2, "attribution": 2,
          "explain": 2, "selfie": 2, "selfie_control": 2, "steering": 2, "instruction_shift": 2,
-         "viz": 3, "exercises": 3, "cli": 4, "__init__": 5, "_moved": 5, "tutorials": 5,
+         "circuits": 2, "viz": 3, "exercises": 3, "cli": 4, "__init__": 5, "_moved": 5, "tutorials": 5,
          "families": 5}
 ENTRY = 5  # a package's __main__ is an entry point, like the package's face
 

@@ -1,0 +1,16 @@
+"""Circuit discovery: which attention heads and MLPs carry a behaviour, and along which paths.
+
+    result = head_patching(lm, data.prompts, data.corrupted, data.metric(lm))   # [layer, head]
+
+heads        head_patching: activation patching of each head's output, queries, keys or values
+staged       batched patched forwards that skip the blocks below each patch (shared engine)
+
+Results follow the sweep convention of ``nbtoolkit.core.sweeps``: pairs (base[i], source[i]),
+``metric(logits [n_pairs, vocab]) -> [n_pairs]``, ``.scores`` indexed ``[layer, ...]`` with the
+per-pair values, ``.base_score``, ``.source_score`` and ``.to_frame()``; figures live in
+``nbtoolkit.viz.circuits``.
+"""
+
+from .heads import HeadPatchingResult, head_patching
+
+__all__ = ["HeadPatchingResult", "head_patching"]
