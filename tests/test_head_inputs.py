@@ -110,3 +110,14 @@ def test_grad_capture_of_a_fused_part_reaches_the_input(family):
         assert acts["layer.0.attn.k"].grad.abs().sum() > 0
     finally:
         lm.model.requires_grad_(True)
+
+
+def test_grad_capture_of_a_per_head_site_with_trainable_weights():
+    """A per-head view is not what the forward reads: capture(grad=True) hands the forward an
+    alias, so the view's gradient is filled (it stayed empty before)."""
+    lm = tiny_model("llama")
+    with capture(lm, ["layer.1.attn.heads", "layer.1.attn.q"], grad=True) as acts:
+        logits = lm.model(**lm.encode(PROMPT)).logits
+    grads = torch.autograd.grad(logits[0, -1, 5], [acts["layer.1.attn.heads"],
+                                                   acts["layer.1.attn.q"]])
+    assert all(g.abs().sum() > 0 for g in grads)

@@ -202,9 +202,12 @@ def capture(lm, sites: str | Iterable[str], *, grad: bool = False):
                 acts[name] = act.detach()
                 return None
             if act.requires_grad:
-                act.retain_grad()
-                acts[name] = act
-                return None
+                # an alias the forward reads from here on: a per-head view is not what the
+                # forward uses, so its own .grad would stay empty
+                alias = act.view_as(act)
+                alias.retain_grad()
+                acts[name] = alias
+                return alias
             leaf = act.detach().requires_grad_(True)
             acts[name] = leaf
             return leaf
