@@ -3,6 +3,7 @@
     result = head_patching(lm, data.prompts, data.corrupted, data.metric(lm))   # [layer, head]
 
 heads        head_patching: activation patching of each head's output, queries, keys or values
+paths        path_patching: senders' effects on receivers' queries/keys/values or the logits
 attribution  attribution_patching: AtP estimates of every site's patch, AtP*'s QK fix, GradDrop
 staged       batched patched forwards that skip the blocks below each patch (shared engine)
 
@@ -14,5 +15,7 @@ per-pair values, ``.base_score``, ``.source_score`` and ``.to_frame()``; figures
 
 from .attribution import AttributionResult, attribution_patching
 from .heads import HeadPatchingResult, head_patching
+from .paths import PathPatchingResult, path_patching
 
-__all__ = ["AttributionResult", "HeadPatchingResult", "attribution_patching", "head_patching"]
+__all__ = ["AttributionResult", "HeadPatchingResult", "PathPatchingResult",
+           "attribution_patching", "head_patching", "path_patching"]

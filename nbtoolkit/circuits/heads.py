@@ -120,10 +120,12 @@ def _patched(lm, pairs, cells, groups: list[PositionGroup], sites, source_acts, 
     return torch.cat(out).T.cpu().double().numpy()
 
 
-def patch_heads(source: torch.Tensor, cells: list[tuple[int, int, torch.Tensor | None]], n: int):
-    """An intervention for a per-head site ``[rows, width, heads, d_head]``: condition k's rows
-    get ``source``'s head h at columns ``cols`` (``[n, k]``; ``None``: all), for each
-    ``(k, h, cols)`` of ``cells``. ``source`` ``[n, width, heads, d_head]``."""
+def patch_heads(source: torch.Tensor, cells: list[tuple[int, int | None, torch.Tensor | None]],
+                n: int):
+    """An intervention for a site ``[rows, width, ...]`` (per-head: ``[rows, width, heads,
+    d_head]``): condition k's rows get ``source``'s head h (``None``: the whole activation) at
+    columns ``cols`` (``[n, k]``; ``None``: all), for each ``(k, h, cols)`` of ``cells``.
+    ``source`` ``[n, width, ...]``."""
     width = source.shape[1]
     rows, columns, heads, pair_rows = [], [], [], []
     device = source.device
@@ -133,11 +135,15 @@ def patch_heads(source: torch.Tensor, cells: list[tuple[int, int, torch.Tensor |
         rows.append((k * n + pair).reshape(-1))
         pair_rows.append(pair.reshape(-1))
         columns.append(cols.reshape(-1))
-        heads.append(torch.full((cols.numel(),), head, device=device))
+        heads.append(torch.full((cols.numel(),), -1 if head is None else head, device=device))
     rows, columns, heads, pair_rows = map(torch.cat, (rows, columns, heads, pair_rows))
+    whole = bool((heads < 0).all())
 
     def edit(act, ctx):
         out = act.clone()
-        out[rows, columns, heads] = source[pair_rows, columns, heads].to(act.dtype)
+        if whole:
+            out[rows, columns] = source[pair_rows, columns].to(act.dtype)
+        else:
+            out[rows, columns, heads] = source[pair_rows, columns, heads].to(act.dtype)
         return out
     return edit
