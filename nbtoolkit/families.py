@@ -17,13 +17,16 @@ def method_support() -> dict[str, list[str]]:
     """``{method: families it runs on}``, in the table's column order."""
     from . import attribution, explain, interchange, selfie, steering
     from .ccs import activations
+    from .circuits import attribution as atp, heads, paths
     from .das import forward
     from .tracing import tracer
 
     by_kind = {"causal tracing": tracer.SUPPORTED_KINDS, "interchange": interchange.SUPPORTED_KINDS,
                "DAS": forward.SUPPORTED_KINDS, "CCS extraction": activations.SUPPORTED_KINDS,
                "attribution": attribution.SUPPORTED_KINDS, "SelfIE": selfie.SUPPORTED_KINDS,
-               "steering": steering.SUPPORTED_KINDS}
+               "steering": steering.SUPPORTED_KINDS, "head patching": heads.SUPPORTED_KINDS,
+               "path patching": paths.SUPPORTED_KINDS,
+               "attribution patching": atp.SUPPORTED_KINDS}
     support = {"capture & patch": list(FAMILIES)}
     support |= {method: [f for f, t in FAMILIES.items() if t.kind in kinds]
                 for method, kinds in by_kind.items()}
