@@ -5,6 +5,8 @@
 heads        head_patching: activation patching of each head's output, queries, keys or values
 paths        path_patching: senders' effects on receivers' queries/keys/values or the logits
 attribution  attribution_patching: AtP estimates of every site's patch, AtP*'s QK fix, GradDrop
+faithfulness circuit_faithfulness: the circuit alone, the other heads mean-ablated (F(C) / F(M))
+patterns     attention_patterns of chosen heads (a stop-gap until nbtoolkit.lens has them)
 staged       batched patched forwards that skip the blocks below each patch (shared engine)
 
 Results follow the sweep convention of ``nbtoolkit.core.sweeps``: pairs (base[i], source[i]),
@@ -14,8 +16,11 @@ per-pair values, ``.base_score``, ``.source_score`` and ``.to_frame()``; figures
 """
 
 from .attribution import AttributionResult, attribution_patching
+from .faithfulness import FaithfulnessResult, circuit_faithfulness
 from .heads import HeadPatchingResult, head_patching
 from .paths import PathPatchingResult, path_patching
+from .patterns import attention_patterns
 
-__all__ = ["AttributionResult", "HeadPatchingResult", "PathPatchingResult",
-           "attribution_patching", "head_patching", "path_patching"]
+__all__ = ["AttributionResult", "FaithfulnessResult", "HeadPatchingResult", "PathPatchingResult",
+           "attention_patterns", "attribution_patching", "circuit_faithfulness", "head_patching",
+           "path_patching"]

@@ -1,0 +1,50 @@
+"""Attention patterns of chosen heads, for the head-grid widget and for naming heads (a name
+mover attends from the end to IO, an S-inhibition head to S2, a duplicate-token head from S2
+to S1). A stop-gap: ``nbtoolkit.lens`` will hold the toolkit's attention-pattern lens.
+
+    patterns = attention_patterns(lm, data.prompts[:4], layer=9)    # [4, n_heads, seq, seq]
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+from ..core.anatomy import require
+from ..core.hooks import model_of
+
+
+@contextmanager
+def eager_attention(lm):
+    """Eager attention inside (SDPA returns no weights), the model's own implementation after."""
+    model = model_of(lm)
+    before = model.config._attn_implementation
+    if before != "eager":
+        model.set_attn_implementation("eager")
+    try:
+        yield model
+    finally:
+        if before != "eager":
+            model.set_attn_implementation(before)
+
+
+@torch.no_grad()
+def attention_patterns(lm, prompts, layer: int, heads=None) -> np.ndarray:
+    """Each head's attention probabilities at block ``layer`` for each prompt (left-padded):
+    ``[batch, n_heads (or len(heads)), seq, seq]``, row = query position, column = key."""
+    require(model_of(lm), "attention patterns")
+    if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < lm.n_layers:
+        raise ValueError(f"layer must be an int in 0..{lm.n_layers - 1}, got {layer!r}")
+    with eager_attention(lm) as model:
+        out = model(**lm.encode(prompts), output_attentions=True)
+    pattern = out.attentions[layer].float().cpu().numpy()
+    return pattern if heads is None else pattern[:, list(heads)]
+
+
+def attention_to(patterns: np.ndarray, query: list[int], key: list[int]) -> np.ndarray:
+    """Per prompt and head, the attention from column ``query[i]`` to column ``key[i]`` of
+    prompt i: ``[batch, heads]`` (columns of the left-padded batch)."""
+    rows = np.arange(patterns.shape[0])
+    return patterns[rows, :, query, key] if patterns.ndim == 4 else patterns[rows, query, key]
