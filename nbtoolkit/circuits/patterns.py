@@ -48,3 +48,17 @@ def attention_to(patterns: np.ndarray, query: list[int], key: list[int]) -> np.n
     prompt i: ``[batch, heads]`` (columns of the left-padded batch)."""
     rows = np.arange(patterns.shape[0])
     return patterns[rows, :, query, key] if patterns.ndim == 4 else patterns[rows, query, key]
+
+
+def pattern_source(lm, prompt: str):
+    """``(layer, head) -> (pattern [seq, seq], tokens)`` for one prompt (each layer computed
+    once, on first use): what ``nbtoolkit.viz.circuits.HeadExplorer`` shows."""
+    if not isinstance(prompt, str) or not prompt:
+        raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
+    tokens, cache = lm.tokens(prompt), {}
+
+    def get(layer: int, head: int):
+        if layer not in cache:
+            cache[layer] = attention_patterns(lm, [prompt], layer)[0]
+        return cache[layer][head], tokens
+    return get
