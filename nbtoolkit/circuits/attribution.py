@@ -35,13 +35,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..core.anatomy import config_value, require, residual_site, site_name
-from ..core.hooks import capture, patch
+from ..core.anatomy import require, site_name
+from ..core.hooks import patch
 from ..core.lm import LAST_POSITION
 from ..core.modes import eval_mode
 from ..core.sweeps import (Metric, PositionGroup, SweepResult, check_metric, encode_pairs,
                            position_groups)
-from .heads import KINDS as HEAD_KINDS
+from .heads import KINDS as HEAD_KINDS, run
 from .staged import entering_streams, staged_forward
 
 SUPPORTED_KINDS = ("decoder",)
@@ -86,9 +86,7 @@ def attribution_patching(lm, base, source, metric: Metric, *, kind="out", positi
     sites = {k: [site_name(l, SITE_KINDS[k]) for l in range(n_layers)] for k in needed}
     flat = [s for k in needed for s in sites[k]]
     with eval_mode(lm.model):
-        with torch.no_grad(), capture(lm, flat) as source_acts:
-            source_logits = lm.model(**pairs.source, use_cache=False,
-                                     logits_to_keep=LAST_POSITION).logits[:, -1]
+        source_logits, source_acts = run(lm, pairs.source, flat)
         source_scores = check_metric(metric, source_logits).detach()
         base_scores, base_acts, grads, drops = _gradients(lm, pairs, metric, flat, grad_drop)
         results = {}

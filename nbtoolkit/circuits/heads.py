@@ -62,8 +62,8 @@ def head_patching(lm, base, source, metric: Metric, *, kind: str = "out", positi
     layers = sorted(check_layers(lm.model, layers, embed=False))
     sites = {layer: site_name(layer, KINDS[kind]) for layer in layers}
     with eval_mode(lm.model):
-        base_logits, _ = _run(lm, pairs.base, [])
-        source_logits, source_acts = _run(lm, pairs.source, list(sites.values()))
+        base_logits, _ = run(lm, pairs.base, [])
+        source_logits, source_acts = run(lm, pairs.source, list(sites.values()))
         base_scores = check_metric(metric, base_logits)
         source_scores = check_metric(metric, source_logits)
         n_heads = source_acts[sites[layers[0]]].shape[2]
@@ -96,7 +96,7 @@ def check_heads(heads, n_heads: int, kind: str = "out") -> list[int]:
     return list(listed)
 
 
-def _run(lm, inputs: dict, sites: list[str]):
+def run(lm, inputs: dict, sites: list[str]):
     """Last-position logits ``[n, vocab]`` of one forward, and the activations at ``sites``."""
     with torch.no_grad(), capture(lm, sites) as acts:
         logits = lm.model(**inputs, use_cache=False, logits_to_keep=LAST_POSITION).logits[:, -1]
@@ -125,7 +125,8 @@ def patch_heads(source: torch.Tensor, cells: list[tuple[int, int | None, torch.T
     """An intervention for a site ``[rows, width, ...]`` (per-head: ``[rows, width, heads,
     d_head]``): condition k's rows get ``source``'s head h (``None``: the whole activation) at
     columns ``cols`` (``[n, k]``; ``None``: all), for each ``(k, h, cols)`` of ``cells``.
-    ``source`` ``[n, width, ...]``."""
+    ``source`` ``[n, width, ...]`` (the same for every condition) or ``[conditions·n, width,
+    ...]`` (one block of rows per condition, read at the condition's own rows)."""
     width = source.shape[1]
     rows, columns, heads, pair_rows = [], [], [], []
     device = source.device
@@ -138,12 +139,13 @@ def patch_heads(source: torch.Tensor, cells: list[tuple[int, int | None, torch.T
         heads.append(torch.full((cols.numel(),), -1 if head is None else head, device=device))
     rows, columns, heads, pair_rows = map(torch.cat, (rows, columns, heads, pair_rows))
     whole = bool((heads < 0).all())
+    read = pair_rows if source.shape[0] == n else rows
 
     def edit(act, ctx):
         out = act.clone()
         if whole:
-            out[rows, columns] = source[pair_rows, columns].to(act.dtype)
+            out[rows, columns] = source[read, columns].to(act.dtype)
         else:
-            out[rows, columns, heads] = source[pair_rows, columns, heads].to(act.dtype)
+            out[rows, columns, heads] = source[read, columns, heads].to(act.dtype)
         return out
     return edit

@@ -38,12 +38,10 @@ import numpy as np
 import torch
 
 from ..core.anatomy import parse_site, require, site_name
-from ..core.hooks import capture
-from ..core.lm import LAST_POSITION
 from ..core.modes import eval_mode
 from ..core.sweeps import (Metric, SweepResult, check_metric, encode_pairs, metric_values,
                            position_groups)
-from .heads import KINDS, MAX_ROWS, patch_heads
+from .heads import KINDS, MAX_ROWS, patch_heads, run
 from .staged import chunks, entering_streams, staged_forward
 
 SUPPORTED_KINDS = ("decoder",)
@@ -79,8 +77,8 @@ def path_patching(lm, base, source, senders, receivers, metric: Metric, *,
     mlp_sites = [site_name(layer, "mlp") for layer in range(n_layers)]
     frozen = z_sites + (mlp_sites if freeze_mlps else [])
     with eval_mode(lm.model):
-        base_logits, base_acts = _run(lm, pairs.base, frozen)
-        source_logits, source_acts = _run(lm, pairs.source, z_sites + mlp_sites)
+        base_logits, base_acts = run(lm, pairs.base, frozen)
+        source_logits, source_acts = run(lm, pairs.source, z_sites + mlp_sites)
         base_scores = check_metric(metric, base_logits)
         source_scores = check_metric(metric, source_logits)
         live = [k for k, g in enumerate(groups) if _start(g) < top]
@@ -129,17 +127,15 @@ def _paths(lm, pairs, senders, targets, top, base_acts, source_acts, sender_cols
                    key=lambda s: parse_site(s)[0])
     _, recorded = staged_forward(lm, pairs, entering, starts, interventions, end=top + 1,
                                  record=sites)
-    with torch.no_grad(), capture(lm, sites) as base_inputs:
-        lm.model(**pairs.base, use_cache=False, logits_to_keep=LAST_POSITION)
+    _, base_inputs = run(lm, pairs.base, sites)
     edits = {}
     for site in sites:
         act, active = recorded[site]
         # senders that joined after this receiver's block leave it at its base value
         full = torch.cat([act, base_inputs[site].repeat(len(senders) - active, 1, 1, 1)])
-        layer = parse_site(site)[0]
         heads = [h for l, h, part in targets if site_name(l, KINDS[part]) == site]
         cells = [(k, h, receiver_cols) for k in range(len(senders)) for h in heads]
-        edits[site] = _patch_from(full, cells, n)
+        edits[site] = patch_heads(full, cells, n)
     first = min(parse_site(s)[0] for s in sites)
     entering = entering_streams(lm, pairs.base, [first])
     logits, _ = staged_forward(lm, pairs, entering, [first] * len(senders), edits)
@@ -151,32 +147,6 @@ def _freeze(value: torch.Tensor, n: int):
     def edit(act, ctx):
         return value.repeat(act.shape[0] // n, *([1] * (value.dim() - 1))).to(act.dtype)
     return edit
-
-
-def _patch_from(recorded: torch.Tensor, cells, n: int):
-    """Condition k's head h set to ``recorded``'s rows of condition k (``[k·n + i]``)."""
-    device = recorded.device
-    rows, columns, heads = [], [], []
-    for k, head, cols in cells:
-        width = recorded.shape[1]
-        cols = torch.arange(width, device=device).expand(n, width) if cols is None else cols
-        pair = torch.arange(n, device=device)[:, None].expand_as(cols)
-        rows.append((k * n + pair).reshape(-1))
-        columns.append(cols.reshape(-1))
-        heads.append(torch.full((cols.numel(),), head, device=device))
-    rows, columns, heads = map(torch.cat, (rows, columns, heads))
-
-    def edit(act, ctx):
-        out = act.clone()
-        out[rows, columns, heads] = recorded[rows, columns, heads].to(act.dtype)
-        return out
-    return edit
-
-
-def _run(lm, inputs, sites):
-    with torch.no_grad(), capture(lm, sites) as acts:
-        logits = lm.model(**inputs, use_cache=False, logits_to_keep=LAST_POSITION).logits[:, -1]
-    return logits, acts
 
 
 # ---------------------------------------------------------------- senders and receivers
