@@ -71,6 +71,17 @@ def test_every_head_to_receivers_equals_the_two_passes(tiny, receivers):
     assert np.nanmax(np.abs(result.per_pair - result.base_scores[:, None, None])) > 5e-5
 
 
+def test_senders_above_some_receivers_in_a_chunk_of_their_own():
+    """A chunk whose senders all start above one receiver's block never runs that block: the
+    receiver keeps its base value there (max_rows=2: one sender per chunk)."""
+    lm = tiny_model("llama")
+    receivers = [(0, 0, "q"), (2, 1, "q")]
+    result = path_patching(lm, BASE, SOURCE, "heads", receivers, metric, max_rows=2)
+    for head in range(lm.n_heads):
+        np.testing.assert_allclose(result.per_pair[:, 1, head],
+                                   reference(lm, [(1, head)], receivers), atol=1e-6, rtol=0)
+
+
 def test_groups_mlps_positions_and_frozen_mlps():
     lm = tiny_model("qwen3")
     senders = [[(0, 1), (1, 2)], "layer.0.mlp", "layer.1.attn", (1, 3)]

@@ -130,8 +130,9 @@ def _paths(lm, pairs, senders, targets, top, base_acts, source_acts, sender_cols
     _, base_inputs = run(lm, pairs.base, sites)
     edits = {}
     for site in sites:
-        act, active = recorded[site]
-        # senders that joined after this receiver's block leave it at its base value
+        # senders that joined after this receiver's block (all of them, if none had joined
+        # when it ran) leave it at its base value
+        act, active = recorded.get(site, (base_inputs[site][:0], 0))
         full = torch.cat([act, base_inputs[site].repeat(len(senders) - active, 1, 1, 1)])
         heads = [h for l, h, part in targets if site_name(l, KINDS[part]) == site]
         cells = [(k, h, receiver_cols) for k in range(len(senders)) for h in heads]
