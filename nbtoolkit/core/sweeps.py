@@ -16,6 +16,11 @@ Positions (``position_groups``): ``"all"`` (every column, the whole activation),
 an int or a list of ints (token positions of each prompt, negative from its end, all patched
 together), ``"each"`` (one result per position; needs prompts of one length) or a dict
 ``{name: position or [one position per pair]}`` (one result per name: IOI's IO, S1, S2, end).
+
+Method-agnostic on purpose: ``interchange_sweep``'s port is ``encode_pairs`` for its prompts
+(one pair), ``position_groups(pairs, "each")`` for its rows and a ``SweepResult`` with
+``axes=("layer", "position")`` and ``labels={"position": tokens}``; a metric over
+probabilities is a metric over ``logits.softmax(-1)``.
 """
 
 from __future__ import annotations
