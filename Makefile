@@ -22,7 +22,7 @@ NOTEBOOK_ENV := MPLBACKEND=module://matplotlib_inline.backend_inline
 export TOKENIZERS_PARALLELISM := false
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup lock tutorials exercises test test-latest lab bench clean
+.PHONY: setup lock tutorials exercises test bands test-latest lab bench clean
 
 setup: $(STAMP)
 
@@ -43,22 +43,28 @@ lock: $(UV)
 	$(COMPILE) --no-deps requirements/no-deps.in -o $(NO_DEPS_LOCK)
 	$(COMPILE) pyproject.toml --extra bench --constraint $(LOCK) -o $(BENCH_LOCK)
 
-# `make tutorials PRESET=paper MODEL=gpt2-xl`: papermill parameters of every notebook (nbtoolkit/presets.py)
+# `make tutorials PRESET=paper MODEL=gpt2-xl`: papermill parameters of every notebook (nbtoolkit/tutorials/presets.py)
 tutorials: setup
-	$(NOTEBOOK_ENV) $(BIN)/python -m nbtoolkit.tutorials notebooks build \
+	$(NOTEBOOK_ENV) $(BIN)/python -m nbtoolkit.cli.tutorials notebooks build \
 		$(if $(PRESET),--preset "$(PRESET)") $(if $(MODEL),--model "$(MODEL)")
 
 # Student notebooks (solutions removed by nbgrader) in build/exercises/, and an nbgrader course
 # in build/classroom/ for autograding: notebooks/README.md.
 exercises: setup
-	$(BIN)/python -m nbtoolkit.exercises.release notebooks build
+	$(BIN)/python -m nbtoolkit.cli.exercises notebooks build
 
-# The unit tests; every notebook from the installed wheel on a stand-in Colab with tiny hub models
-# (tests/test_colab_hub.py, its own step); every notebook as written, under nbmake.
+# The unit tests, two workers; every notebook from the installed wheel on a stand-in Colab with tiny
+# hub models (tests/test_colab_hub.py, its own step); every notebook at its CPU preset, two at a
+# time, each checking its headline numbers against their result bands (build/index.html).
 test: setup
-	$(TEST_ENV) $(BIN)/python -m pytest -q tests
+	$(TEST_ENV) $(BIN)/python -m pytest -q -n 2 tests
 	$(TEST_ENV) $(BIN)/python -m pytest -q -m colab_hub --durations=0 tests/test_colab_hub.py
-	$(NOTEBOOK_ENV) $(BIN)/python -m pytest -q --nbmake --nbmake-timeout=900 --durations=0 notebooks
+	$(NOTEBOOK_ENV) $(BIN)/python -m nbtoolkit.cli.tutorials notebooks build --jobs 2
+
+# Measure the result bands again (nbtoolkit/tutorials/bands.json) after a change that moves a
+# headline number on purpose: every notebook at seeds 0-2 and once on the CPU's baseline kernels.
+bands: setup
+	$(NOTEBOOK_ENV) $(BIN)/python -m nbtoolkit.cli.bands notebooks build/bands $(if $(ONLY),--only $(ONLY))
 
 # The newest versions pyproject allows, in a virtualenv of their own (.venv-latest): the unit tests
 # and the Colab + hub pass. Run it before a release and whenever a dependency has a new release:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 import nbtoolkit as nb
-from nbtoolkit.attribution import input_output_attribution
+from nbtoolkit.instruction_shift import input_output_attribution
 
 from timing import STATES, row, side_by_side, weights
 

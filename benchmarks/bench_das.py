@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from nbtoolkit import tiny_model
-from nbtoolkit.core.hooks import model_of, patch
+from nbtoolkit.core.anatomy import hf_model
+from nbtoolkit.core.hooks import patch
 from nbtoolkit.core.modes import frozen
 from nbtoolkit.das import (BoundlessRotatedSubspace, RotatedSubspace, capture_sources, das_optimizer,
                            predict_logits)
@@ -39,7 +40,7 @@ def _per_step(fn, steps: int) -> float:
 
 
 def _compare(name, model, site, batch, source, intervention, at, repeats, note, steps=5):
-    module = model_of(model)
+    module = hf_model(model)
 
     def plain():
         for p in module.parameters():

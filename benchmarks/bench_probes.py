@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 import nbtoolkit as nb
-from nbtoolkit.ccs.activations import _answer_lengths, extract
+from nbtoolkit.ccs.activations import answer_lengths, extract
 from nbtoolkit.data.contrast import load_contrast
 from nbtoolkit.probes import CCS
 
@@ -30,7 +30,7 @@ from timing import STATES, row, weights
 def extraction(lm, cs, state: str, n_pairs: int, repeats: int):
     """Rows 1 and 2 with the weights in ``state``, and the extracted states."""
     texts = [p for p, _ in cs.pairs] + [n for _, n in cs.pairs]  # the order extract() uses
-    keep = max(_answer_lengths(lm, cs.prompts * 2, texts)) + 1
+    keep = max(answer_lengths(lm, cs.prompts * 2, texts)) + 1
     last = torch.arange(-keep, 0)  # the positions extract() keeps logits for
     ordered = [texts[i] for i in np.argsort([len(t) for t in texts], kind="stable")]
     batch_size = 32

@@ -4,11 +4,16 @@ import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+import torch  # noqa: E402
+
 from nbtoolkit import load_model, tiny_model  # noqa: E402
 from nbtoolkit.core.anatomy import families_of_kind  # noqa: E402
 
 DECODERS = families_of_kind(["decoder"])  # every decoder family: tiny_model builds each offline
 ENCODERS = families_of_kind(["encoder"])
+
+if os.environ.get("PYTEST_XDIST_WORKER") and "OMP_NUM_THREADS" not in os.environ:
+    torch.set_num_threads(1)  # `pytest -n 2` (make test): one core per worker
 
 
 @pytest.fixture(scope="session", params=DECODERS)

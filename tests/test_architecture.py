@@ -1,26 +1,23 @@
 """The folders are the architecture: imports point one way (core -> data/tasks -> methods -> viz ->
-cli -> the package's face), there are no import cycles, and only the anatomy names model internals."""
+exercises/tutorials -> cli -> the package's face), there are no import cycles, no module lies loose
+at the top, and only the anatomy names model internals."""
 
 import ast
 import graphlib
-import importlib
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
-from nbtoolkit._moved import MOVED
-
 PACKAGE = Path(__file__).resolve().parents[1] / "nbtoolkit"
 
-# rank of each part of the package: a module may import only modules of its own rank or lower
-RANKS = {"core": 0, "data": 1, "tasks": 1, "papers": 1, "results": 1, "presets": 1,
-         "interchange": 2, "tracing": 2, "das": 2, "probes": 2, "ccs": 2, "attribution": 2,
-         "explain": 2, "selfie": 2, "selfie_control": 2, "steering": 2, "instruction_shift": 2,
-         "circuits": 2, "viz": 3, "exercises": 3, "cli": 4, "__init__": 5, "_moved": 5, "tutorials": 5,
-         "families": 5}
-ENTRY = 5  # a package's __main__ is an entry point, like the package's face
+# The rank of each folder: a module may import only modules of its own rank or lower. Every method
+# is a folder of rank METHOD (lens and circuits are on their way).
+METHOD = 2
+RANKS = {"core": 0, "data": 1, "tasks": 1,
+         **dict.fromkeys(["interchange", "tracing", "das", "probes", "ccs", "instruction_shift",
+                          "selfie", "lens", "circuits"], METHOD),
+         "viz": 3, "exercises": 4, "tutorials": 4, "cli": 5, "__init__": 6}
 
 
 def module_name(path: Path) -> str:
@@ -30,8 +27,6 @@ def module_name(path: Path) -> str:
 
 def rank(module: str) -> int:
     parts = module.split(".")
-    if parts[-1] == "__main__":
-        return ENTRY
     return RANKS["__init__"] if len(parts) == 1 else RANKS[parts[1]]
 
 
@@ -58,15 +53,30 @@ MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
 
 
 def test_every_folder_is_a_known_part():
-    unknown = {m.split(".")[1] for m in MODULES if "." in m} - set(RANKS) - {"__main__"}
+    unknown = {m.split(".")[1] for m in MODULES if "." in m} - set(RANKS)
     assert not unknown, f"give {sorted(unknown)} a rank in RANKS (and a line in the README)"
+
+
+def test_the_top_level_is_the_public_face_only():
+    loose = sorted(p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
+    assert not loose, f"{loose} lie loose at the top of nbtoolkit/: put each in its folder"
+    folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert all((PACKAGE / f / "__init__.py").exists() for f in folders), \
+        "every folder of nbtoolkit/ is a package with an __init__ that lists its exports"
+
+
+def test_command_lines_live_in_cli():
+    mains = sorted(m for m, p in MODULES.items()
+                   if p.name == "__main__.py" or ("__name__ == \"__main__\"" in p.read_text()
+                                                  and not m.startswith("nbtoolkit.cli.")))
+    assert not mains, f"{mains} are command lines: move them to nbtoolkit/cli/"
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_imports_point_one_way(module):
     wrong = [m for m in imports(MODULES[module]) if m in MODULES and rank(m) > rank(module)]
     assert not wrong, f"{module} (rank {rank(module)}) imports {wrong}: arrows point core -> " \
-                      f"data/tasks -> methods -> viz -> cli, never back"
+                      f"data/tasks -> methods -> viz -> exercises/tutorials -> cli, never back"
 
 
 def test_no_import_cycles():
@@ -90,8 +100,7 @@ INTERNALS = [r"\.self_attn\b", r"\.mlp\.", r"\bq_proj\b", r"\bk_proj\b", r"\bo_p
              r"\bmax_position_embeddings\b", r"\bbatch_repeat_interleave\b",
              r"\bbatch_select_indices\b", r"\bpast_key_values\b", r"\.model\.layers\b",
              r"\btransformer\.h\b"]
-ALLOWED = {"nbtoolkit.core.anatomy", "nbtoolkit.core.kv_cache",
-           "nbtoolkit.core.loading"}  # loading builds the tiny models' configs
+ALLOWED = {"nbtoolkit.core.anatomy", "nbtoolkit.core.kv_cache"}
 
 
 @pytest.mark.parametrize("module", sorted(set(MODULES) - ALLOWED))
@@ -107,12 +116,3 @@ def test_site_names_are_built_in_one_place():
     offenders = [m for m, p in MODULES.items()
                  if m != "nbtoolkit.core.anatomy" and pattern.search(p.read_text())]
     assert not offenders, f"{offenders} format site names by hand; use site_name()"
-
-
-@pytest.mark.parametrize("old", sorted(MOVED))
-def test_moved_modules_import_under_their_old_names(old):
-    sys.modules.pop(old, None)
-    with pytest.warns(DeprecationWarning, match=f"{old} moved to {MOVED[old]}"):
-        module = importlib.import_module(old)
-    assert module is importlib.import_module(MOVED[old])
-    assert module.__spec__.name == MOVED[old]  # the module keeps its own identity

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 import nbtoolkit as nb
-from nbtoolkit.attribution import (attribution_html, importance_density, input_output_attribution,
-                                   instruction_mask, instruction_score, quantize_attribution)
+from nbtoolkit.instruction_shift import (importance_density, input_output_attribution,
+                                         instruction_mask, instruction_score, quantize_attribution)
+from nbtoolkit.viz.instruction_shift import attribution_html, density_html
 
 
 @pytest.fixture(scope="module")
@@ -191,9 +192,22 @@ def test_attribution_bad_inputs(tiny):
 
 def test_html_view(tiny):
     attr = input_output_attribution(tiny, "<b> & go", "ok")
-    page = attr.html(["go"])
+    page = density_html(attr, ["go"])
     assert "&lt;" in page and "&amp;" in page and ">&<" not in page  # tokens are escaped
     assert page.count("<span") == len(attr.prompt_tokens) == 8
     assert page.count("underline") == 2  # the byte tokens "g" and "o"
     with pytest.raises(ValueError, match="one per token"):
         attribution_html(["a", "b"], [1.0])
+
+
+def test_to_frame(tiny):
+    attr = input_output_attribution(tiny, "Say hi.", "ok then")
+    frame = attr.to_frame()
+    n_prompt, n_response = attr.shape
+    assert len(frame) == n_prompt * n_response
+    assert list(frame.columns) == ["prompt_index", "prompt_token", "response_index",
+                                   "response_token", "score"]
+    row = frame.iloc[n_response + 1]  # prompt token 1, response token 1
+    assert (row.prompt_index, row.response_index) == (1, 1)
+    assert row.prompt_token == attr.prompt_tokens[1] and row.response_token == attr.response_tokens[1]
+    assert row.score == float(attr.scores[1, 1])

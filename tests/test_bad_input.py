@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.exceptions import NotFittedError
 
 import nbtoolkit
 from conftest import hook_count
@@ -483,7 +484,7 @@ BAD_PROBE_CALLS = {
                          ValueError, "(2, 2, 2, 8)"),
     "unknown reporter": (lambda r: probes.make_reporter("svm"), ValueError, "'svm'"),
     "unfitted reporter": (lambda r: probes.make_reporter("ccs").predict(*_pairs()[:2]),
-                          RuntimeError, "CCS is not fitted"),
+                          NotFittedError, "CCS is not fitted"),
 }
 
 
@@ -781,7 +782,7 @@ def test_rerun_replaces_the_whole_run_folder(tmp_path):
 
 def _write_then_hang(folder: Path, flag: Path, when: str) -> None:
     """The killed writer (a forked child): announces ``when`` in ``flag``, then hangs."""
-    save = probes.save_reporter
+    save = runs.save_reporter
 
     def slow(rep, path):  # the first reporter is written, the run is not yet published
         save(rep, path)
@@ -789,7 +790,7 @@ def _write_then_hang(folder: Path, flag: Path, when: str) -> None:
         time.sleep(60)
 
     if when == "writing":
-        probes.save_reporter = slow
+        runs.save_reporter = slow
     runs.write_run(_elicitation(templates=(0,), layers=(0,)), folder)
     flag.write_text("published")
     time.sleep(60)

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 import nbtoolkit
-from nbtoolkit import ccs, probes
+from nbtoolkit import ccs
 from nbtoolkit.cli.ccs import main, plot_run
+from nbtoolkit.tutorials.papers import BURNS
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def test_elicit_writes_a_run(cli, tiny):
     assert "training labels" in config["sign"]
     table = pd.read_csv(run / "eval.csv")
     assert set(table.reporter) == {"ccs", "crc", "vinc", "lr"} and len(table) == 12
-    assert set(probes.EVAL_COLUMNS) <= set(table.columns) and set(table.ensembling) == {"partial"}
+    assert set(ccs.EVAL_COLUMNS) <= set(table.columns) and set(table.ensembling) == {"partial"}
     lm_table = pd.read_csv(run / "lm_eval.csv")
     assert list(lm_table.reporter) == ["zero_shot", "zero_shot_cal"]
     reps = ccs.load_run_reporters(run)
@@ -139,7 +140,7 @@ def test_table1_and_layer_selection_by_hand():
                           train_acc=0.7)]
     frame = pd.DataFrame(rows)
     assert ccs.select_layer(frame) == 1
-    t = ccs.table1(frame, {"m": 1})
+    t = ccs.table1(frame, {"m": 1}, paper_means=BURNS["means"])
     ccs_row = t[t.method == "CCS"].iloc[0]
     assert ccs_row["a"] == 80.0 and ccs_row["b"] == 60.0 and ccs_row["mean"] == 70.0
     assert ccs_row["paper_mean"] == 71.2 and ccs_row["layer"] == 1

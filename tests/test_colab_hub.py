@@ -23,6 +23,8 @@ from hub_repos import rome_known_1000, write_dataset_repos, write_file, write_mo
 from installed import ROOT, build_wheel, clean_env, fresh_python, site_packages
 from nbtoolkit.data import load_facts
 from nbtoolkit.data.facts import rome_known_1000_path
+from nbtoolkit.tutorials.bands import HEADLINES
+from nbtoolkit.tutorials.runner import longest_first
 
 pytestmark = pytest.mark.colab_hub
 
@@ -99,6 +101,23 @@ def hub_caches(root: Path) -> Path:
     return root / "hf"
 
 
+def run_side_by_side(python: Path, notebooks: Path, env: dict, root: Path, jobs: int = 2):
+    """Run the notebooks of PARAMETERS in ``jobs`` processes (one core each), longest first;
+    returns the finished processes (each prints its report as JSON on its last line)."""
+    order = sorted(PARAMETERS, key=lambda name: longest_first(Path(name)))
+    processes = []
+    for job in range(jobs):
+        share = {name: PARAMETERS[name] for name in order[job::jobs]}
+        parameters = write_file(root / f"parameters-{job}.json", json.dumps(share))
+        processes.append(subprocess.Popen([str(python), "-c", RUN, str(notebooks), KERNEL, str(parameters)],
+                                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    finished = []
+    for process in processes:
+        out, err = process.communicate(timeout=1800)
+        finished.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+    return finished
+
+
 @pytest.fixture(scope="module")
 def colab(tmp_path_factory):
     """Run every notebook; returns (report, folder of the run, the virtualenv's python, wheel)."""
@@ -115,17 +134,16 @@ def colab(tmp_path_factory):
                f"import sys\nsys.path.insert(0, {str(root / 'colab')!r})\nimport google.colab\n")
     notebooks = root / "notebooks"
     shutil.copytree(ROOT / "notebooks", notebooks, ignore=shutil.ignore_patterns("*.md"))
-    parameters = write_file(root / "parameters.json", json.dumps(PARAMETERS))
     env = {k: v for k, v in clean_env().items() if not k.startswith("HF_")}
     env.update(HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", NBTOOLKIT_CACHE=str(root / "cache"),
                NBTOOLKIT_RESULTS=str(root / "results"), NBTOOLKIT_SOURCE=wheel.as_uri(),
                PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1", IPYTHONDIR=str(root / "ipython"),
                JUPYTER_DATA_DIR=str(root / "jupyter"), OMP_NUM_THREADS="1",
                MPLBACKEND="module://matplotlib_inline.backend_inline", TOKENIZERS_PARALLELISM="false")
-    run = subprocess.run([str(python), "-c", RUN, str(notebooks), KERNEL, str(parameters)],
-                         env=env, capture_output=True, text=True, timeout=1800)
-    assert run.returncode == 0, run.stderr[-3000:]
-    report = json.loads(run.stdout.strip().splitlines()[-1])
+    report = {}
+    for run in run_side_by_side(python, notebooks, env, root):
+        assert run.returncode == 0, run.stderr[-3000:]
+        report.update(json.loads(run.stdout.strip().splitlines()[-1]))
     write_file(root / "report.json", json.dumps(report, indent=1))
     return report, root, python, wheel
 
@@ -155,3 +173,13 @@ def test_the_notebooks_ran_the_hub_models_and_data_offline(colab):
     assert meta["05_ccs"]["models"] == [TINY] and "imdb" in meta["05_ccs"]["datasets"]
     assert meta["06_instruction_shift"]["base_model"] == TINY and meta["06_instruction_shift"]["same_family"]
     assert meta["08_selfie_control"]["n_facts"] == 8
+
+
+def test_the_result_bands_are_not_applicable_to_the_hub_models(colab):
+    _, root, _, _ = colab
+    bands = {p.stem: json.loads(p.read_text())["bands"] for p in (root / "results").glob("*.json")}
+    checked = {name for name, band in bands.items() if band}
+    assert checked == set(HEADLINES)
+    for name in checked:
+        assert not bands[name]["applicable"] and "differ from the CPU preset" in bands[name]["reason"], name
+        assert {row["status"] for row in bands[name]["rows"]} == {"not applicable"}, name

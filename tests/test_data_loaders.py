@@ -13,7 +13,7 @@ import pytest
 
 from fake_hub import FakeHub, FileServer
 from hub_repos import REPOS, dataset_rows, rome_known_1000, write_dataset_repos, write_file
-from nbtoolkit.data import instruction_shift as released
+from nbtoolkit.instruction_shift import released
 from nbtoolkit.data import load_facts
 from nbtoolkit.data.contrast import HF_DATASETS
 from nbtoolkit.data.facts import load_rome_known_1000, rome_known_1000_path

@@ -15,12 +15,12 @@ import torch
 
 from conftest import hook_count
 from nbtoolkit import LM, tiny_model
-from nbtoolkit.attribution import input_output_attribution
+from nbtoolkit.instruction_shift import input_output_attribution
 from nbtoolkit.ccs.activations import forward_states
 from nbtoolkit.das import iia, train_das
 from nbtoolkit.das.rotations import RotatedSubspace
 from nbtoolkit.selfie import hidden_states, interpret
-from nbtoolkit.steering import direction
+from nbtoolkit.selfie import direction
 from nbtoolkit.tracing import causal_trace
 
 PROMPT, SUBJECT = "The Eiffel Tower is in the city of", "Eiffel Tower"

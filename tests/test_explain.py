@@ -8,10 +8,11 @@ import pytest
 import torch
 
 import nbtoolkit as nb
-from nbtoolkit.explain import (attention_word_pairs, ffn_components, ffn_concepts, head_query_key,
-                               model_annotator, output_word_vectors, similarity_thresholds,
-                               word_counts, word_vectors)
 from nbtoolkit.core.hooks import capture
+from nbtoolkit.instruction_shift import (Concepts, WordPairs, attention_word_pairs, ffn_components,
+                                         ffn_concepts, head_query_key, model_annotator,
+                                         output_word_vectors, similarity_thresholds, word_counts,
+                                         word_vectors)
 
 LETTERS = list(string.ascii_lowercase)
 
@@ -50,7 +51,10 @@ def _letter_similarity():
 
 
 def test_planted_pairs_recovered(planted):
-    pairs = attention_word_pairs(planted, 1, 1, LETTERS, top_k=2, similarity=_letter_similarity())
+    result = attention_word_pairs(planted, 1, 1, LETTERS, top_k=2, similarity=_letter_similarity())
+    assert isinstance(result, WordPairs) and (result.layer, result.head) == (1, 1)
+    pairs = result.to_frame()
+    assert len(result) == len(pairs) and result.queries == pairs["query"].tolist()
     top = pairs[pairs.dim_rank == 0]
     assert set(top.dim) == {0}
     # a-c and b-c: positive product and similar; a-d: similar but negative product; b-d: dissimilar
@@ -60,9 +64,10 @@ def test_planted_pairs_recovered(planted):
     # a callable similarity gives the same answer
     again = attention_word_pairs(planted, 1, 1, LETTERS, top_k=2,
                                  similarity=lambda words: _letter_similarity())
-    pd.testing.assert_frame_equal(pairs, again)
+    pd.testing.assert_frame_equal(pairs, again.to_frame())
     # head 0 shares the key head but not the planted query row
-    other = attention_word_pairs(planted, 1, 0, LETTERS, top_k=2, similarity=_letter_similarity())
+    other = attention_word_pairs(planted, 1, 0, LETTERS, top_k=2,
+                                 similarity=_letter_similarity()).to_frame()
     assert ("a", "c") not in set(zip(other["query"], other["key"]))
 
 
@@ -77,7 +82,8 @@ def test_planted_query_key_values(planted):
 
 def test_default_similarity_is_model_embedding_cosine(planted):
     # letters have orthogonal embeddings: nothing is similar, so no pair survives
-    assert attention_word_pairs(planted, 1, 1, LETTERS, top_k=5).empty
+    pairs = attention_word_pairs(planted, 1, 1, LETTERS, top_k=5)
+    assert len(pairs) == 0 and pairs.to_frame().empty
 
 
 def test_similarity_thresholds_hand_computed():
@@ -140,7 +146,9 @@ def test_ffn_concepts_words_and_annotator():
         seen.extend(word_lists)
         return [f"concept {i}" for i in range(len(word_lists))]
 
-    frame = ffn_concepts(lm, 1, n_components=3, top_k=4, words=LETTERS, annotator=annotator)
+    concepts = ffn_concepts(lm, 1, n_components=3, top_k=4, words=LETTERS, annotator=annotator)
+    assert isinstance(concepts, Concepts) and len(concepts) == 3 and concepts.layer == 1
+    frame = concepts.to_frame()
     assert frame["label"].tolist() == ["concept 0", "concept 1", "concept 2"]
     assert seen == frame["words"].tolist()
     comps, explained = ffn_components(lm, 1)
@@ -148,7 +156,7 @@ def test_ffn_concepts_words_and_annotator():
     cos = (vocab @ comps[1]).abs().numpy()
     assert frame["words"][1] == [LETTERS[i] for i in np.argsort(-cos)[:4]]
     np.testing.assert_allclose(frame["score"], explained[:3].numpy())
-    assert ffn_concepts(lm, 1, 2, 3, words=LETTERS, annotator=False)["label"].isna().all()
+    assert ffn_concepts(lm, 1, 2, 3, words=LETTERS, annotator=False).to_frame()["label"].isna().all()
 
 
 def test_model_annotator_returns_categories():

@@ -6,13 +6,13 @@ import pytest
 import torch
 
 from nbtoolkit import load_model, tiny_model
-from nbtoolkit.attribution import input_output_attribution
+from nbtoolkit.instruction_shift import input_output_attribution
 from nbtoolkit.ccs.activations import forward_states
 from nbtoolkit.core import loading
 from nbtoolkit.das import iia
 from nbtoolkit.das.rotations import RotatedSubspace
 from nbtoolkit.selfie import hidden_states
-from nbtoolkit.steering import direction
+from nbtoolkit.selfie import direction
 from nbtoolkit.tracing import causal_trace
 from test_dtype import PROMPT, SUBJECT, only_dtype
 

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from nbtoolkit import instruction_shift as shift
-from nbtoolkit.data import instruction_shift as released
+from nbtoolkit.instruction_shift import released
 
 HEADER = "\t".join(released.BILINEAR_COLUMNS)
 

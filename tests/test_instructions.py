@@ -1,4 +1,4 @@
-"""Tests for nbtoolkit.instruction_checks and data/instructions/prompts.jsonl."""
+"""Tests for nbtoolkit.data.instructions and data/instructions/prompts.jsonl."""
 
 import collections
 import json

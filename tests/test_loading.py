@@ -14,7 +14,8 @@ import torch
 
 import nbtoolkit
 from nbtoolkit.core import loading as models
-from nbtoolkit.core.loading import TINY_FAMILIES, load_model, tiny_model
+from nbtoolkit.core.loading import load_model
+from nbtoolkit.core.tiny import TINY_FAMILIES, tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

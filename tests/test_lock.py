@@ -5,6 +5,7 @@ environment it was installed into, and environment.yml installs the same."""
 import importlib.metadata
 import re
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -72,8 +73,11 @@ def test_the_bench_lock_extends_the_lock_without_moving_it():
 @pytest.mark.skipif(Path(sys.prefix).resolve() != (ROOT / ".venv").resolve(),
                     reason="not the environment `make setup` installed from the lock (.venv)")
 def test_the_installed_versions_are_the_locked_ones():
+    # the environment's own folders only: importing nbgrader (the exercise tests) puts setuptools'
+    # vendored copies (older zipp, packaging, ...) on sys.path, which are not installed packages
+    folders = sorted({sysconfig.get_path("purelib"), sysconfig.get_path("platlib")})
     installed = {canonicalize_name(d.metadata["Name"]): Version(d.version)
-                 for d in importlib.metadata.distributions()}
+                 for d in importlib.metadata.distributions(path=folders)}
     locked = {**LOCK, **NO_DEPS}
     wrong = {n: (str(v), str(installed.get(n))) for n, v in locked.items() if installed.get(n) != v}
     assert not wrong, f"installed versions differ from the lock (locked, installed): {wrong}; run `make setup`"

@@ -5,7 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
-from nbtoolkit import probes
+from sklearn.exceptions import NotFittedError
+
+from nbtoolkit import ccs, probes
 from nbtoolkit.ccs.activations import ContrastStates
 from nbtoolkit.probes import CCS, CRC, VINC, LogisticProbe, PairNormalizer, ZeroShot
 
@@ -274,7 +276,7 @@ def test_other_bad_input():
         CRC().fit(xp[0], xn[0])
     with pytest.raises(ValueError, match="0/1"):
         CRC().fit(xp, xn, y * 2)
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="CRC is not fitted"):
         CRC().predict_proba(xp, xn)
     with pytest.raises(ValueError, match="unknown reporter"):
         probes.make_reporter("svm")
@@ -311,17 +313,17 @@ def test_every_layer_table():
     assert len(train) == 100 and train.labels.mean() == 0.5
     assert not set(train.row_ids) & set(test.row_ids)
     options = {"ccs": dict(n_tries=3, epochs=200), "crc": {}, "vinc": {}, "lr": {}}
-    table = pd.concat([probes.eval_layers(probes.fit_layers(kind, train, **kwargs), test, n_boot=100,
+    table = pd.concat([ccs.eval_layers(ccs.fit_layers(kind, train, **kwargs), test, n_boot=100,
                                           n_train=len(train)) for kind, kwargs in options.items()],
                       ignore_index=True)
-    assert list(table.columns) == probes.EVAL_COLUMNS
+    assert list(table.columns) == ccs.EVAL_COLUMNS
     assert len(table) == 8 and set(table.ensembling) == {"partial"}
     good = table[table.layer == 1]
     assert (good.acc >= 0.95).all(), good
     assert (good.acc_lower <= good.acc).all() and (good.acc <= good.acc_upper).all()
     bad = table[(table.layer == 0) & (table.reporter != "lr")]
     assert (bad.acc < 0.75).all(), bad
-    zs = probes.zero_shot_eval(train, test, n_boot=0)
+    zs = ccs.zero_shot_eval(train, test, n_boot=0)
     assert list(zs.reporter) == ["zero_shot", "zero_shot_cal"]
 
 
@@ -333,7 +335,7 @@ def test_transfer_matrix_refits_only_unlabelled_means():
     for name, (xp, xn, y, _) in {"A": a, "B": b}.items():
         st = states_from(xp[:, None], xn[:, None], y, [5], name=name)
         splits[name] = st.split(0.5)
-    table = probes.transfer_matrix(splits, layer=5, kind="crc", metric="acc")
+    table = ccs.transfer_matrix(splits, layer=5, kind="crc", metric="acc")
     assert table.shape == (2, 2)
     assert table.loc["A", "B"] >= 0.95 and table.loc["B", "A"] >= 0.95
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import nbformat
 
-from nbtoolkit.presets import COLAB_BADGE, INSTALL_SOURCE, SOURCE_VARIABLE
+from nbtoolkit.tutorials.presets import COLAB_BADGE, INSTALL_SOURCE, SOURCE_VARIABLE
 
 try:
     import tomllib  # novermin (3.11+; 3.10 takes the except branch)

@@ -9,9 +9,8 @@ import torch
 import nbtoolkit as nb
 from conftest import hook_count
 from nbtoolkit import selfie
-from nbtoolkit.selfie_control import (chat_judge, fact_accuracy, keyword_judge,
-                                      reinforcement_control, reinforcement_loss,
-                                      supervised_control)
+from nbtoolkit.selfie import (FactCheck, chat_judge, fact_accuracy, keyword_judge,
+                              reinforcement_control, reinforcement_loss, supervised_control)
 
 PROMPT = "Big Ben is in London"
 LR, EPS = 3e-4, 1e-8  # torch's Adam eps
@@ -61,7 +60,7 @@ def test_one_supervised_step_is_a_hand_written_adam_step(family):
         assert changed == {f"{name}" for name in before if f".{layer}.mlp." in name}
         with torch.no_grad():
             after = ((hf_states(lm, PROMPT, layer)[t] - target) ** 2).mean()
-        assert edit.frame.loss.tolist() == pytest.approx([loss.item(), after.item()], rel=1e-5)
+        assert edit.to_frame().loss.tolist() == pytest.approx([loss.item(), after.item()], rel=1e-5)
         assert after.item() < loss.item()
     assert_identical(lm.model, before)
 
@@ -82,9 +81,9 @@ def test_one_reinforcement_step_is_a_hand_written_adam_step():
     layer, tokens = 1, [1, 2, 4]
     template = "A: {x} {x}:"
     judge = lambda text: -1.0 if "X" in text else 1.0  # one of the three texts has an X
-    before_frame = selfie.interpret(lm, PROMPT, tokens=tokens, layers=[layer], insert_layer=2,
-                                    template=template, max_new_tokens=6)
-    rewards = torch.tensor([judge(text) for text in before_frame.interpretation])
+    before = selfie.interpret(lm, PROMPT, tokens=tokens, layers=[layer], insert_layer=2,
+                              template=template, max_new_tokens=6)
+    rewards = torch.tensor([judge(text) for text in before.interpretations])
     assert set(rewards.tolist()) == {-1.0, 1.0}  # both signs, so both directions are checked
     params = list(mlp_of(lm, layer).parameters())
     h = hf_states(lm, PROMPT, layer)[tokens]
@@ -96,7 +95,7 @@ def test_one_reinforcement_step_is_a_hand_written_adam_step():
         for p, e in zip(params, expected):  # (a gradient as small as eps moves by less than lr)
             torch.testing.assert_close(p.detach(), e, atol=LR * 1e-3, rtol=0)
         first = edit.history[0]
-        assert first["interpretations"] == before_frame.interpretation.tolist()
+        assert first["interpretations"] == before.interpretations
         assert first["rewards"] == rewards.tolist()
         assert first["mean_reward"] == pytest.approx(float(rewards.mean()))
         assert len(edit.history) == 2  # the step, then the rewards under the edited weights
@@ -146,13 +145,13 @@ def test_edits_are_restored_exactly(tiny_llama):
 def test_interpret_vectors_reads_states_as_interpret_does():
     lm = nb.tiny_model("llama", seed=1)
     template = "A: {x} {x} {x}:"
-    frame = selfie.interpret(lm, PROMPT, tokens=[1, 3], layers=[0, 2], template=template,
-                             insert_layer=1, max_new_tokens=5)
+    result = selfie.interpret(lm, PROMPT, tokens=[1, 3], layers=[0, 2], template=template,
+                              insert_layer=1, max_new_tokens=5)
     states = selfie.hidden_states(lm, PROMPT, [0, 2])
-    vectors = torch.stack([states[layer][t] for layer, t in zip(frame.layer, frame.token_index)])
+    vectors = torch.stack([states[layer][t] for layer, t in zip(result.layers, result.token_indices)])
     texts = selfie.interpret_vectors(lm, vectors, template=template, insert_layer=1,
                                      max_new_tokens=5)
-    assert texts == frame.interpretation.tolist()
+    assert texts == result.interpretations
     assert len(set(texts)) > 1  # the states, not the prompt, wrote them
     with pytest.raises(ValueError, match=re.escape("vectors must be a tensor [n, d_model=64], got (64,)")):
         selfie.interpret_vectors(lm, vectors[0])
@@ -195,7 +194,11 @@ def test_fact_accuracy_by_hand(tiny_llama):
              dict(prompt="Rome", subject="Rome", attribute="Italy")]
     responses = [tiny_llama.generate(f["prompt"], max_new_tokens=4)[0] for f in facts]
     facts[0]["attribute"] = responses[0].swapcase()  # one correct fact, matched case-insensitively
-    frame = fact_accuracy(tiny_llama, facts, max_new_tokens=4, batch_size=2)
+    check = fact_accuracy(tiny_llama, facts, max_new_tokens=4, batch_size=2)
+    assert isinstance(check, FactCheck) and len(check) == 3
+    assert check.accuracy == pytest.approx(1 / 3)
+    frame = check.to_frame()
+    assert list(frame.columns) == ["prompt", "subject", "attribute", "response", "correct"]
     assert frame.response.tolist() == responses
     assert frame.correct.tolist() == [True, False, False]
 
@@ -212,7 +215,7 @@ def test_default_model_supervised_step_and_descent(default_lm):
             torch.testing.assert_close(p.detach(), e, atol=LR * 1e-3, rtol=0)
     with supervised_control(default_lm, prompt, token=t, layer=layer, target=target,
                             steps=5) as edit:
-        losses = edit.frame.loss.tolist()
+        losses = edit.to_frame().loss.tolist()
     assert losses[-1] < 0.8 * losses[0], losses
 
 

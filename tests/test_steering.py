@@ -1,10 +1,10 @@
-"""Tests for nbtoolkit.steering: directions from contrasting prompts, steered generation."""
+"""Tests for nbtoolkit.selfie.steering: directions from contrasting prompts, steered generation."""
 
 import pytest
 import torch
 
 import nbtoolkit as nb
-from nbtoolkit import steering
+from nbtoolkit.selfie import steering
 
 POSITIVE = ["a lovely day", "I love it so much", "wonderful"]
 NEGATIVE = ["a dreadful night", "I hate this", "awful, just awful"]
@@ -122,7 +122,10 @@ def test_batched_steering_agrees_with_one_by_one(lm, vector):
 def test_word_probs(lm, vector):
     prompts = ["hello", "good morning"]
     words = {"a": ["a", "b"], "z": ["z"]}
-    frame = steering.word_probs(lm, prompts, words, vector, SITE, scales=[0.0, 3.0])
+    result = steering.word_probs(lm, prompts, words, vector, SITE, scales=[0.0, 3.0])
+    assert isinstance(result, steering.WordProbs) and result.probs.shape == (2, 2, 2)
+    assert (result.scales, result.groups, result.prompts) == ([0.0, 3.0], ["a", "z"], prompts)
+    frame = result.to_frame()
     assert list(frame.columns) == ["prompt", "scale", "group", "prob"]
     assert len(frame) == 2 * 2 * 2
     ids = [lm.token_id("a"), lm.token_id("b")]
@@ -137,7 +140,10 @@ def test_word_probs(lm, vector):
 
 
 def test_generations_table(lm, vector):
-    frame = steering.generations(lm, ["hello"], vector, SITE, scales=[0, 2.0], max_new_tokens=3)
+    result = steering.generations(lm, ["hello"], vector, SITE, scales=[0, 2.0], max_new_tokens=3)
+    assert list(result.texts) == [(0, "none"), (2.0, "every step"), (2.0, "prompt only")]
+    frame = result.to_frame()
+    assert list(frame.columns) == ["prompt", "scale", "schedule", "text"]
     assert list(frame.schedule) == ["none", "every step", "prompt only"]
     assert frame.text.iloc[0] == lm.generate("hello", max_new_tokens=3)[0]
     assert frame.text.iloc[1] == steering.steer(lm, "hello", vector, SITE, scale=2.0,

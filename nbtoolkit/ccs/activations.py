@@ -50,7 +50,7 @@ SUPPORTED_KINDS = ("decoder", "encoder", "encoder-decoder")
 
 @dataclass
 class ContrastStates:
-    """Extracted states of one :class:`~nbtoolkit.contrast.ContrastSet`.
+    """Extracted states of one :class:`~nbtoolkit.data.contrast.ContrastSet`.
 
     ``hidden_pos``/``hidden_neg`` [n, len(layers), d] float32; ``labels``, ``row_ids`` [n];
     ``logp_pos``/``logp_neg`` [n]: mean log-prob of each answer's tokens; ``layers``: the layers
@@ -115,7 +115,7 @@ def split_indices(row_ids, labels, train_frac: float, seed: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------- extraction
 
-def _answer_lengths(lm, prompts: list[str], texts: list[str]) -> list[int]:
+def answer_lengths(lm, prompts: list[str], texts: list[str]) -> list[int]:
     """Tokens each answer adds to its prompt (at least 1)."""
     tok = lm.tokenizer
     p = tok(prompts)["input_ids"]
@@ -138,7 +138,7 @@ def forward_states(lm, prompts: list[str], answers: list[str], layers: list[int]
             lm.model.base_model(**batch)  # the body: hidden states need no head
         logp = np.full(len(texts), np.nan, np.float32)
         return _pool(acts, sites, batch["attention_mask"], pooling), logp
-    n_answer = _answer_lengths(lm, prompts, texts)
+    n_answer = answer_lengths(lm, prompts, texts)
     keep = max(n_answer) + 1  # the LM head runs only on the last positions
     # as an index, not ``logits_to_keep=keep``: a slice hands the LM head a strided view, which a
     # frozen model multiplies row by row (1.4x slower extraction; see core.lm.LAST_POSITION)

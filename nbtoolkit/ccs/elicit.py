@@ -21,10 +21,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .. import probes
 from ..data.contrast import load_contrast
-from ..papers import BURNS
 from .activations import extract
+from .layers import eval_layers, fit_layers, zero_shot_eval
 from .pooling import centred, pool, stack_templates
 
 
@@ -69,6 +68,8 @@ def elicit(lm, dataset: str | list[str], *, templates=None, n: int | None = 200,
     set. ``ensemble``: one reporter per layer for all templates instead of one per template.
     ``options[kind]``: keyword arguments of that reporter. ``prefix``: text before every prompt.
     """
+    if not reporters:
+        raise ValueError(f"reporters must name at least one reporter, got {reporters!r}")
     names = dataset.split("+") if isinstance(dataset, str) else list(dataset)
     options = options or {}
     seconds = {"extract": 0.0, "fit": 0.0}
@@ -96,11 +97,11 @@ def elicit(lm, dataset: str | list[str], *, templates=None, n: int | None = 200,
     tables, lm_tables, fitted = [], [], {}
     for key, (train, tests, lm_pairs) in jobs.items():
         for kind in reporters:
-            reps = probes.fit_layers(kind, train, **options.get(kind, {}))
+            reps = fit_layers(kind, train, **options.get(kind, {}))
             fitted[(key, kind)] = reps
-            tables += [probes.eval_layers(reps, test, n_boot=n_boot, seed=seed, n_train=len(train))
+            tables += [eval_layers(reps, test, n_boot=n_boot, seed=seed, n_train=len(train))
                        for test in tests]
-        lm_tables += [probes.zero_shot_eval(tr, te, n_boot=n_boot, seed=seed) for tr, te in lm_pairs]
+        lm_tables += [zero_shot_eval(tr, te, n_boot=n_boot, seed=seed) for tr, te in lm_pairs]
     seconds["fit"] += time.perf_counter() - start
     first = states[names[0]]
     config = dict(model=lm.name, dataset="+".join(names), templates=[s.template_id for s in first],
@@ -132,19 +133,24 @@ def select_layer(frame: pd.DataFrame, reporter: str = "ccs", column: str = "trai
     return int(rows.groupby("layer")[column].mean().idxmax())
 
 
-PAPER_MEANS = BURNS["means"]
 METHOD_NAMES = {"zero_shot": "0-shot", "zero_shot_cal": "Calibrated 0-shot", "ccs": "CCS",
                 "crc": "CRC (TPC)", "vinc": "VINC", "lr": "LR (ceiling)"}
 
 
-def table1(frame: pd.DataFrame, layers: dict[str, int], metric: str = "acc") -> pd.DataFrame:
+def table1(frame: pd.DataFrame, layers: dict[str, int], metric: str = "acc", *,
+           paper_means: dict[str, float] | None = None) -> pd.DataFrame:
     """Burns Table 1 layout: one row per (model, method), one column per dataset, then the mean and
-    the paper's mean (Mean*, %, over its 5 models and 10 datasets; none for VINC, which came
-    later). ``layers[model]`` picks the layer for the hidden-state reporters; zero-shot rows have
-    no layer. Per-template ("partial") rows only. Values in %.
+    ``paper_mean``, the published mean of each method (``paper_means[method]``, e.g.
+    ``nbtoolkit.tutorials.papers.BURNS["means"]``: Mean*, %, over its 5 models and 10 datasets;
+    NaN for a method it lacks, such as VINC, which came later). ``layers[model]`` picks the layer
+    for the hidden-state reporters; zero-shot rows have no layer. Per-template ("partial") rows
+    only. Values in %. Columns: model, method, layer, one per dataset of ``frame`` (sorted),
+    mean, std_over_templates, paper_mean; no rows when no method has a row at its layer.
     """
+    paper_means = paper_means or {}
     if "ensembling" in frame:
         frame = frame[frame.ensembling.isna() | (frame.ensembling == "partial")]
+    datasets = sorted(frame["dataset"].unique())
     rows = []
     for model, sub in frame.groupby("model", sort=False):
         layer = layers[model]
@@ -160,6 +166,7 @@ def table1(frame: pd.DataFrame, layers: dict[str, int], metric: str = "acc") -> 
             by_template = part.groupby("template")[metric].mean() * 100
             row["std_over_templates"] = (round(float(by_template.std(ddof=0)), 1)
                                          if len(by_template) > 1 else None)
-            row["paper_mean"] = PAPER_MEANS.get(method, float("nan"))
+            row["paper_mean"] = paper_means.get(method, float("nan"))
             rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["model", "method", "layer", *datasets, "mean",
+                                       "std_over_templates", "paper_mean"])

@@ -1,7 +1,8 @@
 """Run folders of the CCS pipeline: write an elicitation (config.json, eval.csv, lm_eval.csv,
 reporters/t<template>/<kind>/layer_<L>.{safetensors,json}; ``tall`` for one reporter of all
-templates), read its reporters back, and evaluate them on another dataset (transfer). The output
-root is ``--out``, else ``NBTOOLKIT_CCS_DIR``, else ``build/ccs``.
+templates), read its reporters back, and evaluate them on another dataset (transfer). The command
+line (:mod:`nbtoolkit.cli.ccs`) puts them under ``--out``, else ``NBTOOLKIT_CCS_DIR``, else
+``build/ccs``.
 
 A run folder is published whole: written into a hidden sibling (``.<name>.tmp-*``) that ends with
 a ``complete.json`` marker, then renamed into place, so a reader sees the old complete run or the
@@ -10,28 +11,19 @@ new one, never a mix or half of one; a folder without the marker is refused."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import pandas as pd
 
-from .. import probes
 from ..core.files import replace_folder, stale_asides, write_json
 from ..data.contrast import load_contrast
-from ..results import results_dir
+from ..probes import load_reporter, save_reporter
 from .activations import extract
 from .elicit import Elicitation
+from .layers import eval_layers
 from .pooling import centred, stack_templates
-
-
-def output_root(out: str | None = None) -> Path:
-    if out:
-        return Path(out)
-    if os.environ.get("NBTOOLKIT_CCS_DIR"):
-        return Path(os.environ["NBTOOLKIT_CCS_DIR"])
-    return results_dir().parent / "ccs"
 
 
 COMPLETE = "complete.json"  # written last: the run folder holds everything
@@ -51,7 +43,7 @@ def write_run(result: Elicitation, folder: Path) -> Path:
         result.lm_table.assign(model=result.model).to_csv(tmp / "lm_eval.csv", index=False)
         for (template, kind), reps in result.reporters.items():
             for layer, rep in reps.items():
-                probes.save_reporter(rep, tmp / "reporters" / f"t{template}" / kind / f"layer_{layer}")
+                save_reporter(rep, tmp / "reporters" / f"t{template}" / kind / f"layer_{layer}")
         write_json(tmp / COMPLETE, {"files": sorted(str(p.relative_to(tmp))
                                                     for p in tmp.rglob("*") if p.is_file())})
         replace_folder(tmp, folder)
@@ -86,7 +78,7 @@ def load_run_reporters(folder: Path) -> dict:
         key, kind = path.parent.parent.name[1:], path.parent.name
         template = int(key) if key.isdigit() else key
         layer = int(path.stem.split("_")[1])
-        out.setdefault((template, kind), {})[layer] = probes.load_reporter(path.with_suffix(""))
+        out.setdefault((template, kind), {})[layer] = load_reporter(path.with_suffix(""))
     for reps in out.values():
         reps_sorted = dict(sorted(reps.items()))
         reps.clear()
@@ -122,7 +114,7 @@ def transfer_eval(lm, folder: Path, dataset: str, *, n: int | None = None, templ
             if "+" in config["dataset"]:  # pooled training: see nbtoolkit.ccs.pooling
                 train, test = centred(train), centred(test, by=train)
             same = dataset == config["dataset"] and template == target_id
-            t = probes.eval_layers(reps, test, n_boot=config["n_boot"], seed=config["seed"],
+            t = eval_layers(reps, test, n_boot=config["n_boot"], seed=config["seed"],
                                    refit_norm_on=None if same else train)
             frames.append(t.assign(source_dataset=config["dataset"], source_template=template,
                                    model=config["model"]))

@@ -12,14 +12,13 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from ..core.anatomy import require
-from ..core.hooks import model_of
+from ..core.anatomy import hf_model, require
 
 
 @contextmanager
 def eager_attention(lm):
     """Eager attention inside (SDPA returns no weights), the model's own implementation after."""
-    model = model_of(lm)
+    model = hf_model(lm)
     before = model.config._attn_implementation
     if before != "eager":
         model.set_attn_implementation("eager")
@@ -34,7 +33,7 @@ def eager_attention(lm):
 def attention_patterns(lm, prompts, layer: int, heads=None) -> np.ndarray:
     """Each head's attention probabilities at block ``layer`` for each prompt (left-padded):
     ``[batch, n_heads (or len(heads)), seq, seq]``, row = query position, column = key."""
-    require(model_of(lm), "attention patterns")
+    require(hf_model(lm), "attention patterns")
     if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < lm.n_layers:
         raise ValueError(f"layer must be an int in 0..{lm.n_layers - 1}, got {layer!r}")
     with eager_attention(lm) as model:

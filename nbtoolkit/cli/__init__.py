@@ -1,1 +1,6 @@
-"""Command lines: ``python -m nbtoolkit.cli.ccs`` (the elk-style CCS runner)."""
+"""Command lines, each ``python -m nbtoolkit.cli.<name>``:
+
+ccs        the elk-style CCS runner: elicit, eval (transfer), sweep, plot
+tutorials  make tutorials: run every notebook (papermill parameters), write build/
+exercises  make exercises: the student notebooks and an nbgrader course
+"""

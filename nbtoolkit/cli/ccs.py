@@ -12,26 +12,37 @@ Reporters: ccs, crc, vinc (elk's eigen reporter), lr. ``--ensemble`` fits one re
 all templates and reports elk's ensembling modes (none / partial / full) with calibrated accuracy
 and ECE; a dataset ``a+b`` pools the datasets into one training set (elk's ``--add_pooled``).
 
-``python -m nbtoolkit.ccs`` is the same command. Run folders: :mod:`nbtoolkit.ccs.runs`.
+Run folders: :mod:`nbtoolkit.ccs.runs`, under ``--out``, else ``NBTOOLKIT_CCS_DIR``, else
+``build/ccs`` (:func:`output_root`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from .. import probes
 from ..ccs.elicit import DEFAULTS, elicit, per_layer
-from ..ccs.runs import check_run, output_root, transfer_eval, write_run
-from ..core.files import slug, write_json, write_text
+from ..ccs.runs import check_run, transfer_eval, write_run
+from ..core.files import build_dir, slug, write_json, write_text
 from ..core.loading import load_model
 from ..data.contrast import HF_DATASETS, MISLEADING_PREFIX, load_contrast
+from ..probes import REPORTERS
 from ..viz.probes import layer_curve, transfer_heatmap
+
+
+def output_root(out: str | None = None) -> Path:
+    """Where runs go: ``out``, else ``NBTOOLKIT_CCS_DIR``, else ``build/ccs``."""
+    if out:
+        return Path(out)
+    if os.environ.get("NBTOOLKIT_CCS_DIR"):
+        return Path(os.environ["NBTOOLKIT_CCS_DIR"])
+    return build_dir() / "ccs"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="hidden-state indices, 0 = embeddings (default: all)")
         q.add_argument("--pooling", choices=["last", "mean"], default="last")
         q.add_argument("--reporters", nargs="*", default=list(DEFAULTS["reporters"]),
-                       choices=list(probes.REPORTERS))
+                       choices=list(REPORTERS))
         q.add_argument("--n-tries", type=int, default=10, help="CCS restarts")
         q.add_argument("--epochs", type=int, default=1000, help="CCS AdamW steps")
         q.add_argument("--var-weight", type=float, default=0.0, help="VINC variance weight")

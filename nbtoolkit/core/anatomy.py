@@ -47,9 +47,49 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
+
+
+@dataclass(frozen=True)
+class TinySizes:
+    """The sizes of a tiny test model (:func:`nbtoolkit.core.tiny.tiny_model`): each family's
+    :attr:`Family.tiny` turns them into its config, in the config keys the family uses."""
+
+    vocab: int
+    d_model: int
+    n_layers: int
+    n_kv_heads: int
+    context: int
+    ids: dict  # the tokenizer's pad_token_id, bos_token_id, eos_token_id
+    heads: int = 4
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.heads
+
+    @property
+    def common(self) -> dict:
+        """The keys most families share (Llama's names)."""
+        return dict(vocab_size=self.vocab, hidden_size=self.d_model,
+                    intermediate_size=2 * self.d_model, num_hidden_layers=self.n_layers,
+                    num_attention_heads=self.heads, max_position_embeddings=self.context,
+                    tie_word_embeddings=False, **self.ids)
+
+    @property
+    def grouped(self) -> dict:
+        """:attr:`common` with grouped-query attention."""
+        return dict(self.common, num_key_value_heads=self.n_kv_heads)
+
+    @property
+    def encoder(self) -> dict:
+        """:attr:`common` without dropout (BERT's names)."""
+        return dict(self.common, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+
+
+TinyConfig = Callable[[TinySizes], tuple[str, dict]]  # sizes -> (transformers config class, kwargs)
+
 
 @dataclass(frozen=True)
 class Family:
@@ -72,7 +112,9 @@ class Family:
     embeddings to ``d_model`` (OPT-350m); ``flat_mlp`` the MLP runs on ``[batch·seq, d]`` rows
     (OPT); ``first_block_out`` a module that rewrites block 0's output (DeBERTa-v2's convolution).
 
-    ``notes``: what a reader of the README's family table should know.
+    ``notes``: what a reader of the README's family table should know. ``tiny``: the config of
+    the family's tiny test model, ``sizes -> (transformers config class name, keyword arguments)``
+    (see :class:`TinySizes`; :func:`nbtoolkit.core.tiny.tiny_model` builds it).
 
     Weights read by weight-based explanations (``None`` where the family fuses or lacks them):
     ``query``, ``key`` (the query/key projections), ``attn_norm`` (the attention's input norm),
@@ -115,6 +157,7 @@ class Family:
     qkv_fused: str | None = None
     qkv_layout: str = "concat"
     notes: str = ""  # for the README's family table
+    tiny: TinyConfig | None = None
 
 
 _QKV = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
@@ -124,6 +167,16 @@ _LLAMA = Family(layers="layers", final_norm="norm", attn="self_attn", mlp="mlp",
 # Gemma-2/3 and OLMo-2 normalise each sublayer's output before adding it: the sites are those norms
 _POST_NORMED = dict(attn="post_attention_layernorm", mlp="post_feedforward_layernorm",
                     mlp_values_norm="post_feedforward_layernorm")
+# Gemma-2/3: sandwich norms; their tiny heads have their own width and a short sliding window
+_GEMMA = dict(layers="layers", final_norm="norm", heads="self_attn.o_proj", query="self_attn.q_proj",
+              key="self_attn.k_proj", attn_norm="input_layernorm", mlp_values="mlp.down_proj",
+              block="sandwich", qkv=_QKV, **_POST_NORMED)
+
+
+def _gemma_tiny(config: str) -> TinyConfig:
+    return lambda s: (config, dict(s.grouped, head_dim=s.d_head, sliding_window=8))
+
+
 # BERT-style post-norm encoders: each sublayer's term is its output dense, before Add & Norm
 _BERT = Family(layers="encoder.layer", attn="attention.output.dense", mlp="output.dense",
                heads="attention.output.dense", kind="encoder", block="post-norm", norm="layer",
@@ -134,80 +187,110 @@ _T5_STACK = dict(attn="layer.0.SelfAttention", heads="layer.0.SelfAttention.o",
                  query="layer.0.SelfAttention.q", key="layer.0.SelfAttention.k",
                  attn_norm="layer.0.layer_norm", position_ids=False, mlp_weights=None)
 
+# Adding a family (pyvene's checklist, one place): an entry below with its module paths, weights,
+# notes and tiny config; an alias in MODEL_TYPES if its config's model_type differs; config keys
+# CONFIG_KEYS does not know yet. tests/test_families.py then runs every method on its tiny model
+# (and checks that the README's family table, nbtoolkit.tutorials.families, holds its row).
 FAMILIES: dict[str, Family] = {
     "gpt2": Family(layers="h", final_norm="ln_f", attn="attn", mlp="mlp", heads="attn.c_proj",
-                   norm="layer", positions="wpe", qkv_fused="attn.c_attn",
-                   notes="learned positions"),
+                   norm="layer", positions="wpe", qkv_fused="attn.c_attn", notes="learned positions",
+                   tiny=lambda s: ("GPT2Config", dict(
+                       vocab_size=s.vocab, n_embd=s.d_model, n_layer=s.n_layers, n_head=s.heads,
+                       n_positions=s.context, bos_token_id=s.ids["bos_token_id"],
+                       eos_token_id=s.ids["eos_token_id"]))),
     "gpt_neox": Family(layers="layers", final_norm="final_layer_norm", attn="attention",
                        mlp="mlp", heads="attention.dense", block="parallel", norm="layer",
                        mlp_values="mlp.dense_4h_to_h", qkv_fused="attention.query_key_value",
                        qkv_layout="per_head",
-                       notes="parallel attention and MLP (`use_parallel_residual`, the default)"),
+                       notes="parallel attention and MLP (`use_parallel_residual`, the default)",
+                       tiny=lambda s: ("GPTNeoXConfig", s.common)),
     "gptj": Family(layers="h", final_norm="ln_f", attn="attn", mlp="mlp", heads="attn.out_proj",
                    block="parallel", norm="layer", query="attn.q_proj", key="attn.k_proj",
                    attn_norm="ln_1", mlp_values="mlp.fc_out",
                    qkv=("attn.q_proj", "attn.k_proj", "attn.v_proj"),
-                   notes="attention and MLP read one norm (`ln_1`); EleutherAI/gpt-j-6b"),
+                   notes="attention and MLP read one norm (`ln_1`); EleutherAI/gpt-j-6b",
+                   tiny=lambda s: ("GPTJConfig", dict(
+                       vocab_size=s.vocab, n_embd=s.d_model, n_layer=s.n_layers, n_head=s.heads,
+                       n_positions=s.context, rotary_dim=s.d_head // 2, tie_word_embeddings=False,
+                       **s.ids))),
     "opt": Family(layers="decoder.layers", final_norm="decoder.final_layer_norm", attn="self_attn",
                   mlp="fc2", heads="self_attn.out_proj", norm="layer",
                   positions="decoder.embed_positions", position_offset=2,
                   embed_in="decoder.project_in", flat_mlp=True, query="self_attn.q_proj",
                   key="self_attn.k_proj", attn_norm="self_attn_layer_norm", mlp_values="fc2",
                   mlp_weights=None, qkv=_QKV, notes="learned positions, offset 2; OPT-350m: post-norm, projections in and out "
-                        "of the residual, no final norm"),
-    "llama": _LLAMA,
-    "mistral": _LLAMA,
+                        "of the residual, no final norm",
+                  tiny=lambda s: ("OPTConfig", dict(
+                      {k: v for k, v in s.common.items() if k != "intermediate_size"},
+                      ffn_dim=2 * s.d_model, word_embed_proj_dim=s.d_model))),
+    "llama": replace(_LLAMA, tiny=lambda s: ("LlamaConfig", s.grouped)),
+    "mistral": replace(_LLAMA, tiny=lambda s: ("MistralConfig", dict(s.grouped, sliding_window=None))),
     "mixtral": Family(layers="layers", final_norm="norm", attn="self_attn", mlp="mlp",
                       heads="self_attn.o_proj", query="self_attn.q_proj", key="self_attn.k_proj",
                       attn_norm="input_layernorm", qkv=_QKV,  # experts' weights: one fused tensor
-                      notes="`mlp` is the whole sparse mixture-of-experts block's output"),
-    "qwen2": _LLAMA,
+                      notes="`mlp` is the whole sparse mixture-of-experts block's output",
+                      tiny=lambda s: ("MixtralConfig", dict(s.grouped, num_local_experts=4,
+                                                            num_experts_per_tok=2,
+                                                            sliding_window=None))),
+    "qwen2": replace(_LLAMA, tiny=lambda s: ("Qwen2Config", s.grouped)),
     "qwen3": Family(layers="layers", final_norm="norm", attn="self_attn", mlp="mlp",
                     heads="self_attn.o_proj", query="self_attn.q_proj", key="self_attn.k_proj",
                     attn_norm="input_layernorm", query_norm="self_attn.q_norm",
                     key_norm="self_attn.k_norm", mlp_values="mlp.down_proj", qkv=_QKV,
-                    notes="per-head query/key norms"),
+                    notes="per-head query/key norms",
+                    tiny=lambda s: ("Qwen3Config", dict(s.grouped, head_dim=s.d_head))),
     "phi": Family(layers="layers", final_norm="final_layernorm", attn="self_attn", mlp="mlp",
                   heads="self_attn.dense", block="parallel", norm="layer",
                   query="self_attn.q_proj", key="self_attn.k_proj", attn_norm="input_layernorm",
                   query_norm="self_attn.q_layernorm", key_norm="self_attn.k_layernorm",
-                  mlp_values="mlp.fc2", qkv=_QKV,
-                  notes="parallel attention and MLP; partial rotary"),
+                  mlp_values="mlp.fc2", qkv=_QKV, notes="parallel attention and MLP; partial rotary",
+                  tiny=lambda s: ("PhiConfig", dict(s.grouped, qk_layernorm=True))),
     "phi3": Family(layers="layers", final_norm="norm", attn="self_attn", mlp="mlp",
                    heads="self_attn.o_proj", attn_norm="input_layernorm",
                    mlp_values="mlp.down_proj", qkv_fused="self_attn.qkv_proj",
-                   notes="fused qkv and gate-up projections"),
-    "gemma2": Family(layers="layers", final_norm="norm", heads="self_attn.o_proj",
-                     query="self_attn.q_proj", key="self_attn.k_proj", attn_norm="input_layernorm",
-                     mlp_values="mlp.down_proj", block="sandwich", **_POST_NORMED, qkv=_QKV,
-                     notes="sliding windows; soft-capping (`logits` before the final one)"),
-    "gemma3": Family(layers="layers", final_norm="norm", heads="self_attn.o_proj",
-                     query="self_attn.q_proj", key="self_attn.k_proj", attn_norm="input_layernorm",
-                     query_norm="self_attn.q_norm", key_norm="self_attn.k_norm",
-                     mlp_values="mlp.down_proj", block="sandwich", **_POST_NORMED, qkv=_QKV,
-                     notes="sliding windows; per-head query/key norms"),
+                   notes="fused qkv and gate-up projections",
+                   tiny=lambda s: ("Phi3Config", s.grouped)),
+    "gemma2": Family(**_GEMMA, notes="sliding windows; soft-capping (`logits` before the final one)",
+                     tiny=_gemma_tiny("Gemma2Config")),
+    "gemma3": Family(**_GEMMA, query_norm="self_attn.q_norm", key_norm="self_attn.k_norm",
+                     notes="sliding windows; per-head query/key norms",
+                     tiny=_gemma_tiny("Gemma3TextConfig")),
     # OLMo-2 has no input norms, and its q/k norms span all heads at once (not per head): a
     # head's query or key is read after the norm, where it no longer depends on other heads
     "olmo2": Family(layers="layers", final_norm="norm", heads="self_attn.o_proj",
                     query="self_attn.q_proj", key="self_attn.k_proj", mlp_values="mlp.down_proj",
                     block="norm-after", **_POST_NORMED,
                     qkv=("self_attn.q_norm", "self_attn.k_norm", "self_attn.v_proj"),
-                    notes="query/key norms over all heads at once"),
-    "bert": _BERT,
-    # RoBERTa counts positions from padding_idx + 1 = 2, from the ids themselves
+                    notes="query/key norms over all heads at once",
+                    tiny=lambda s: ("Olmo2Config", s.grouped)),
+    "bert": replace(_BERT, tiny=lambda s: ("BertConfig", s.encoder)),
+    # RoBERTa counts positions from padding_idx + 1 = 2, from the ids themselves (so its tiny
+    # position table starts at padding_idx + 1: the byte tokenizer's <pad> is 1)
     "roberta": replace(_BERT, position_offset=2, position_ids=False,
-                       notes="learned positions, offset 2; Add & Norm, no final norm"),
+                       notes="learned positions, offset 2; Add & Norm, no final norm",
+                       tiny=lambda s: ("RobertaConfig", dict(
+                           s.encoder, max_position_embeddings=s.context + 2))),
+    # tiny: DeBERTa-v2-xxlarge's layout, relative attention only, a convolution after block 0
     "deberta-v2": replace(_BERT, first_block_out="encoder.conv", query="attention.self.query_proj",
                           key="attention.self.key_proj",
                           notes="relative attention (learned positions only with "
-                                "`position_biased_input`); `layer.0` after the convolution"),
+                                "`position_biased_input`); `layer.0` after the convolution",
+                          tiny=lambda s: ("DebertaV2Config", dict(
+                              s.encoder, relative_attention=True, position_buckets=16,
+                              pos_att_type=["p2c", "c2p"], position_biased_input=False,
+                              conv_kernel_size=3, norm_rel_ebd="layer_norm", type_vocab_size=0))),
     "t5": Family(layers="encoder.block", final_norm="encoder.final_layer_norm",
                  mlp="layer.1.DenseReluDense", kind="encoder-decoder", **_T5_STACK,
                  decoder=Family(layers="decoder.block", final_norm="decoder.final_layer_norm",
                                 cross_attn="layer.1.EncDecAttention", mlp="layer.2.DenseReluDense",
                                 kind="encoder-decoder", **_T5_STACK),
                  notes="relative positions; sites `encoder.layer.{i}…`, `decoder.layer.{i}…`, "
-                       "`decoder.layer.{i}.cross_attn`"),
+                       "`decoder.layer.{i}.cross_attn`",
+                 tiny=lambda s: ("T5Config", dict(
+                     vocab_size=s.vocab, d_model=s.d_model, d_kv=s.d_head, d_ff=2 * s.d_model,
+                     num_layers=s.n_layers, num_decoder_layers=s.n_layers, num_heads=s.heads,
+                     relative_attention_num_buckets=8, dropout_rate=0.0,
+                     decoder_start_token_id=s.ids["pad_token_id"], **s.ids))),
 }
 
 # config.model_type -> family (the families' own names are model types too)
@@ -313,7 +396,7 @@ def family_of(model: torch.nn.Module) -> str:
     return MODEL_TYPES.get(model_type, model_type)
 
 
-def family_table(model: torch.nn.Module, purpose: str = "named sites") -> Family:
+def anatomy_of(model: torch.nn.Module, purpose: str = "named sites") -> Family:
     """The :class:`Family` of ``model``; ``ValueError`` naming the supported families."""
     family = family_of(model)
     if family not in FAMILIES:
@@ -360,7 +443,7 @@ def config_value(model: torch.nn.Module, key: str, default=None):
 
 def _stack(model: torch.nn.Module, stack: str = "") -> Family:
     """The table of one stack: the family's own, or an encoder-decoder's ``decoder``."""
-    table = family_table(model)
+    table = anatomy_of(model)
     if table.decoder is None:
         if stack:
             raise ValueError(f"{family_of(model)!r} models have one stack; drop the "
@@ -547,7 +630,7 @@ def _optional(root: torch.nn.Module, path: str | None) -> torch.nn.Module | None
 
 def block_list(model: torch.nn.Module) -> tuple[torch.nn.Module, str]:
     """``(parent, attribute)`` holding the block ``ModuleList`` (``getattr(parent, attribute)``)."""
-    parent, _, name = family_table(model, "block list").layers.rpartition(".")
+    parent, _, name = anatomy_of(model, "block list").layers.rpartition(".")
     body = model.base_model
     return (body.get_submodule(parent) if parent else body), name
 
@@ -555,7 +638,7 @@ def block_list(model: torch.nn.Module) -> tuple[torch.nn.Module, str]:
 def embed_projection(model: torch.nn.Module) -> tuple[torch.nn.Module, str] | None:
     """``(parent, attribute)`` of a projection from the token embeddings into the residual
     stream (OPT-350m's), if the model has one."""
-    path = family_table(model).embed_in
+    path = anatomy_of(model).embed_in
     if _optional(model.base_model, path) is None:
         return None
     parent, _, name = path.rpartition(".")
@@ -564,7 +647,7 @@ def embed_projection(model: torch.nn.Module) -> tuple[torch.nn.Module, str] | No
 
 def has_positions(model: torch.nn.Module) -> bool:
     """Whether the model adds an absolute position embedding (site ``positions``) to the tokens."""
-    return _optional(model.base_model, family_table(model).positions) is not None
+    return _optional(model.base_model, anatomy_of(model).positions) is not None
 
 
 def takes_position_ids(model: torch.nn.Module) -> bool:
@@ -577,7 +660,7 @@ def weight(model: torch.nn.Module, layer: int, part: str) -> torch.nn.Module | N
     """The module of a named weight (``"query"``, ``"key"``, ``"attn_norm"``, ``"query_norm"``,
     ``"key_norm"``, ``"mlp_values"``, ``"mlp_values_norm"``, ``"mlp_weights"``) in block
     ``layer``; ``None`` when the family has no such separate module (e.g. no query/key norms)."""
-    table = family_table(model, "weight table")
+    table = anatomy_of(model, "weight table")
     block = model.base_model.get_submodule(f"{table.layers}.{layer}")
     return _optional(block, getattr(table, part))
 

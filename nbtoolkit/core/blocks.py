@@ -30,20 +30,20 @@ from contextlib import contextmanager, nullcontext
 
 import torch
 
-from .anatomy import (block_list, config_value, embed_projection, has_positions, n_layers_of,
-                      require)
-from .hooks import model_of, patch
+from .anatomy import (block_list, config_value, embed_projection, has_positions, hf_model,
+                      n_layers_of, require)
+from .hooks import patch
 
 
 def body(lm) -> torch.nn.Module:
     """The module that holds the block list (embeddings, blocks, final norm; no LM head)."""
-    return block_list(model_of(lm))[0]
+    return block_list(hf_model(lm))[0]
 
 
 @contextmanager
 def run_blocks(lm, start: int, end: int | None = None):
     """Within the context, a forward given ``inputs_embeds`` runs blocks ``start ... end-1``."""
-    model = model_of(lm)
+    model = hf_model(lm)
     require(model, "run_blocks")
     n = n_layers_of(model)
     end = n if end is None else end

@@ -1,5 +1,6 @@
 """Safe files: every write is atomic (a temporary file or folder beside the target, then a rename),
-so a reader sees the old file or the new one, never half of one; and names made safe for paths."""
+so a reader sees the old file or the new one, never half of one; names made safe for paths; the
+default output folder (``build/``)."""
 
 from __future__ import annotations
 
@@ -79,3 +80,14 @@ def slug(text: str, max_length: int = 80) -> str:
     """``text`` as a file or folder name: runs of characters other than letters, digits, ``-``,
     ``_`` and ``.`` become ``_``; at most the last ``max_length`` characters."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text))[-max_length:]
+
+
+def build_dir() -> Path:
+    """``build/`` in the repository holding the current folder (a folder with ``pyproject.toml``
+    and ``nbtoolkit/``); outside one, ``build/`` in the current folder. Where command lines and
+    the tutorials write by default."""
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").exists() and (folder / "nbtoolkit").is_dir():
+            return folder / "build"
+    return here / "build"

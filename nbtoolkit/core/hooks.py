@@ -13,7 +13,7 @@ module, so a capture sees the patched value; among patches, the most recently en
 
 Generation: a HF ``generate`` call runs a prompt (prefill) pass and then one pass per new token
 over that token only. ``patch(..., prompt_only=True)`` changes the prompt pass only; the default
-changes every pass (positions are absolute: see ``nbtoolkit.interventions``).
+changes every pass (positions are absolute: see ``nbtoolkit.core.interventions``).
 """
 
 from __future__ import annotations
@@ -28,12 +28,10 @@ from .interventions import PatchContext
 from .kv_cache import cache_in
 
 
-model_of = hf_model  # the module of an LM, a bare HF model or a wrapper around one
-
 
 def resolve_sites(lm, sites: Iterable[str]) -> list[Site]:
     """Resolve every site name first, so a bad name fails before any hook exists."""
-    model = model_of(lm)
+    model = hf_model(lm)
     return [resolve_site(model, name) for name in sites]
 
 
@@ -268,7 +266,7 @@ def patch(lm, interventions: Mapping[str, Callable], *, prompt_only: bool = Fals
         return run
 
     try:
-        handles.append(model_of(lm).register_forward_pre_hook(tracker, with_kwargs=True))
+        handles.append(hf_model(lm).register_forward_pre_hook(tracker, with_kwargs=True))
         for site in resolved:
             handles.append(_register(site, runner(site.name), prepend=True))
         yield

@@ -11,11 +11,13 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..core.hooks import model_of
+from ..core.anatomy import hf_model
 from ..core.modes import frozen
 from .data import as_columns, rows
 from .forward import capture_sources, intervened_logits, predict_logits
 from .rotations import NeuronSubspace, Subspace
+
+NEURON_BASELINE_COLUMNS = ("dims", "iia")
 
 
 @torch.no_grad()
@@ -33,7 +35,7 @@ def iia(model, intervention: Subspace, site: str, data, *, at=None, variable: in
     if n == 0:
         raise ValueError("no examples to score" + (f" for variable {variable}" if variable is not None else ""))
     correct = 0
-    with frozen(model_of(model)), frozen(intervention):
+    with frozen(hf_model(model)), frozen(intervention):
         for i in range(0, n, batch_size):
             batch = rows(columns, slice(i, i + batch_size))
             sources = capture_sources(model, site, batch["source"], at=at,
@@ -59,7 +61,9 @@ def neuron_baseline(model, site: str, data, *, d: int, k: int, at=None, variable
                     n_candidates: int = 64, seed: int = 0, progress: bool = True) -> pd.DataFrame:
     """The neuron-aligned (unrotated) interchange: IIA of swapping ``k`` of the ``d`` neurons,
     for ``n_candidates`` random neuron sets (all sets when there are no more than that), best
-    first. Columns: ``dims``, ``iia``."""
+    first. Columns: ``dims``, ``iia`` (:data:`NEURON_BASELINE_COLUMNS`). ``k`` must be in 1..``d``."""
+    if not 1 <= k <= d:
+        raise ValueError(f"k must be in 1..d={d} (the neurons swapped), got k={k}")
     if math.comb(d, k) <= n_candidates:
         candidates = [list(c) for c in combinations(range(d), k)]
     else:
@@ -75,4 +79,5 @@ def neuron_baseline(model, site: str, data, *, d: int, k: int, at=None, variable
     columns.pop("block", None)
     scores = [{"dims": dims, "iia": iia(model, NeuronSubspace(d, dims), site, columns, at=at)}
               for dims in tqdm(candidates, desc="neuron-aligned", disable=not progress, leave=False)]
-    return pd.DataFrame(scores).sort_values("iia", ascending=False, ignore_index=True)
+    return pd.DataFrame(scores, columns=NEURON_BASELINE_COLUMNS).sort_values(
+        "iia", ascending=False, ignore_index=True)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-from ..core.anatomy import require
-from ..core.hooks import capture, model_of, patch
+from ..core.anatomy import hf_model, require
+from ..core.hooks import capture, patch
 from ..core.lm import forward_inputs, prediction_logits
 from .rotations import Interchange, Subspace
 
@@ -28,7 +28,7 @@ def predict_logits(model, inputs: torch.Tensor, mask: torch.Tensor | None = None
                    every_position: bool = False) -> torch.Tensor:
     """Class / next-token logits ``[N, classes]``: an LM's last position, or a module's output;
     ``[N, seq, classes]`` at every position with ``every_position``."""
-    module = model_of(model)
+    module = hf_model(model)
     inputs = inputs.to(device_of(module))
     if hasattr(module, "config") and hasattr(module, "get_input_embeddings"):  # a text model
         require(module, "DAS", SUPPORTED_KINDS, raw_paths=True)
@@ -66,6 +66,6 @@ def interchange_for(intervention: Subspace, batch: dict, source_acts: torch.Tens
 def intervened_logits(model, intervention: Subspace, site: str, batch: dict,
                       source_acts: torch.Tensor, at=None) -> torch.Tensor:
     """Logits ``[n, classes]`` of the base inputs with ``intervention`` fed ``source_acts``."""
-    device = device_of(model_of(model))
+    device = device_of(hf_model(model))
     with patch(model, {site: interchange_for(intervention, batch, source_acts, at, device)}):
         return predict_logits(model, batch["base"], batch.get("mask"))

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
-from ..core.hooks import model_of
+from ..core.anatomy import hf_model
 from ..core.modes import eval_mode, training_mode
 from .data import as_columns, batches, rows
 from .evaluate import task_accuracy
@@ -33,9 +33,11 @@ def fit(model, data, *, epochs: int = 1, batch_size: int = 64, lr: float = 3e-3,
     modes are restored afterwards."""
     if decay not in SCHEDULES:
         raise ValueError(f"decay must be 'linear' or 'cosine', got {decay!r}")
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be a positive int (else there is no history), got {epochs!r}")
     columns = as_columns(data, sequence_labels=True)
     every_position = columns["labels"].dim() == 2
-    module = model_of(model)
+    module = hf_model(model)
     n = len(columns["base"])
     if not 0 < batch_size <= n:
         raise ValueError(f"batch_size must be in 1..{n} (the training examples), got {batch_size}")

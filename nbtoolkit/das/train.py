@@ -21,12 +21,15 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
-from ..core.hooks import model_of, patch
+from ..core.anatomy import hf_model
+from ..core.hooks import patch
 from ..core.modes import frozen, training_mode
 from .data import as_columns, batches, rows
 from .evaluate import iia
 from .forward import capture_sources, device_of, interchange_for, predict_logits
 from .rotations import BoundlessRotatedSubspace, Interchange, Subspace
+
+GRID_COLUMNS = ("layer", "position", "site", "iia", "result")
 
 
 @dataclass
@@ -118,7 +121,7 @@ def train_das(model, intervention: Subspace, site: str, data, *, at=None, epochs
     taus = temperature_schedule(*temperature, total) if boundless else None
     optimizer = das_optimizer(intervention, lr, boundary_lr)
     schedule = get_linear_schedule_with_warmup(optimizer, max(1, int(warmup * total)), total)
-    device = device_of(model_of(model))
+    device = device_of(hf_model(model))
     intervention.to(device)
     # the hook stays registered for a segment of steps, removed for each evaluation (iia patches)
     segment = eval_every if eval_data is not None and eval_every else total
@@ -130,7 +133,7 @@ def train_das(model, intervention: Subspace, site: str, data, *, at=None, epochs
         if monitor is not None:
             monitor.update(row["step"] + 1, **{k: float(row[k]) for k in monitor.metrics if k in row})
 
-    with frozen(model_of(model)), training_mode(intervention, True), \
+    with frozen(hf_model(model)), training_mode(intervention, True), \
             tqdm(total=total, desc=f"DAS {site}", disable=not progress, leave=False) as bar:
         sources = capture_sources(model, site, columns["source"], at=at,
                                   mask=columns.get("source_mask"))
@@ -173,7 +176,8 @@ def alignment_grid(model, make: Callable[[], Subspace], data, eval_data, *, laye
                    site: str = "layer.{layer}", progress: bool = True, **train_kwargs) -> pd.DataFrame:
     """Train one intervention (``make()``) per (layer, position) cell and score it on
     ``eval_data``: columns ``layer``, ``position``, ``site``, ``iia``, ``result`` (the
-    :class:`DASResult`). ``train_kwargs`` go to :func:`train_das`."""
+    :class:`DASResult`; :data:`GRID_COLUMNS`), no rows when ``layers`` or ``positions`` is
+    empty. ``train_kwargs`` go to :func:`train_das`."""
     cells = [(layer, position) for layer in layers for position in positions]
     grid = []
     for layer, position in tqdm(cells, desc="grid", disable=not progress):
@@ -182,4 +186,4 @@ def alignment_grid(model, make: Callable[[], Subspace], data, eval_data, *, laye
                            progress=False, **train_kwargs)
         grid.append({"layer": layer, "position": position, "site": name, "iia": result.iia,
                      "result": result})
-    return pd.DataFrame(grid)
+    return pd.DataFrame(grid, columns=GRID_COLUMNS)

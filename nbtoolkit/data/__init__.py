@@ -4,7 +4,9 @@ files         data_path(): where the bundled datasets live, in a checkout or an 
 facts         known facts in ROME's known_1000 layout (ours; ROME's own when online); filter_known
 contrast      contrast pairs for CCS (ours; hub datasets when online)
 instructions  instruction prompts with machine-checkable constraints (instruction-tuning shift)
-instruction_shift  the instruction-shift paper's released explanation files (downloaded, never bundled)
+
+The instruction-shift paper's released explanation files are that method's data:
+:mod:`nbtoolkit.instruction_shift.released`.
 """
 
 from .facts import FACT_FIELDS, ROME_KNOWN_URL, filter_known, load_facts, load_rome_known_1000

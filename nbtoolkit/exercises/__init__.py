@@ -12,7 +12,9 @@ instruction_shift   06: quantised attribution, importance density, gradient × i
 selfie              07: a hidden state by layer number, the overlay, the insertion
 selfie_control      08: the supervised loss, the reinforcement loss, one block's state from its input
 feedback            Feedback, the check runner and comparison helpers
-release             make exercises: student notebooks with nbgrader (solutions removed)
+layers              the layer-numbering mistakes 00.1 and 07.1 anticipate (one catalogue)
+release             make exercises: student notebooks with nbgrader (solutions removed); its
+                    command line is nbtoolkit.cli.exercises
 
 Each tutorial holds its exercises' solutions between nbgrader's ``### BEGIN SOLUTION`` /
 ``### END SOLUTION`` markers; ``make exercises`` writes the student versions (notebooks/README.md).

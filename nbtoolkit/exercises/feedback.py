@@ -27,6 +27,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from ..core.modes import one_thread
+
 PASSED, NOT_DONE, FAILED = "passed", "not done yet", "failed"
 HEADLINES = {PASSED: "✔ Correct", NOT_DONE: "… Not done yet", FAILED: "✘ Not yet right"}
 STUB_HINT = ("replace `raise NotImplementedError()` with your code, run that cell, then run "
@@ -84,13 +86,11 @@ def run_check(exercise: str, student: Callable, check: Callable[[Callable], str]
 def _kept_state():
     """One torch thread (checks run tiny ops, which threads only slow down on a busy machine),
     then the caller's thread count and random states back."""
-    python, numpy, threads = random.getstate(), np.random.get_state(), torch.get_num_threads()
-    torch.set_num_threads(1)
+    python, numpy = random.getstate(), np.random.get_state()
     try:
-        with torch.random.fork_rng(devices=[]):
+        with one_thread(), torch.random.fork_rng(devices=[]):
             yield
     finally:
-        torch.set_num_threads(threads)
         random.setstate(python)
         np.random.set_state(numpy)
 
@@ -186,7 +186,7 @@ def expect(got, want, wrong: Sequence[tuple[Callable[[], object], str]], otherwi
 def tiny_lm():
     """A fresh tiny random Llama (3 blocks, d_model 64, byte-level tokens): every check gets its
     own, so a hook a wrong answer left behind cannot leak into the next check."""
-    from ..core.loading import tiny_model
+    from ..core.tiny import tiny_model
 
     return tiny_model("llama", seed=0)
 

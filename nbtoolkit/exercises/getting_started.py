@@ -11,6 +11,7 @@ from ..core.hooks import patch
 from ..core.interventions import Set
 from ..interchange import interchange_sweep
 from .feedback import Feedback, Wrong, call, captured, expect, run_check, tensor, tiny_lm
+from .layers import layer_mistakes
 
 # Same number of (byte) tokens; they differ at positions 15-19, the country.
 BASE, SOURCE = "The capital of Spain is", "The capital of Italy is"
@@ -39,24 +40,8 @@ def _residual_at(student) -> str:
     for layer in (1, last):  # the last: Hugging Face's hidden_states[-1] is after the final norm
         want = captured(lm, SOURCE, site_name(layer))
         got = tensor(call(student, lm, SOURCE, layer), "your residual stream", want.shape)
-        wrong = [(lambda: captured(lm, SOURCE, site_name(layer, "in")),
-                  f"this is the residual stream entering block {layer} (site "
-                  f"{site_name(layer, 'in')}, the output of block {layer - 1}); the hidden state at "
-                  f"layer {layer} is the stream leaving block {layer}: site {site_name(layer)}"),
-                 (lambda: captured(lm, SOURCE, site_name(layer, "mlp")),
-                  f"this is what the MLP of block {layer} wrote (site {site_name(layer, 'mlp')}); "
-                  f"the residual stream leaving the block also holds its input and the attention "
-                  f"output: site {site_name(layer)}"),
-                 (lambda: captured(lm, SOURCE, site_name(layer, "attn")),
-                  f"this is what the attention of block {layer} wrote (site "
-                  f"{site_name(layer, 'attn')}); the residual stream is site {site_name(layer)}")]
-        if layer == last:
-            wrong.append((lambda: captured(lm, SOURCE, "final_norm"),
-                          f"at the last layer this is the stream after the final norm (Hugging "
-                          f"Face's hidden_states[-1]); site {site_name(last)} is the block's "
-                          f"output before it"))
-        expect(got, want, wrong, f"your residual stream at layer {layer} differs from site "
-                                 f"{site_name(layer)}")
+        expect(got, want, layer_mistakes(lm, SOURCE, layer),
+               f"your residual stream at layer {layer} differs from site {site_name(layer)}")
     return ("site layer.{i} holds the residual stream leaving block i: the block's input plus "
             "what its attention and MLP wrote. Every method in nbtoolkit numbers layers this way.")
 

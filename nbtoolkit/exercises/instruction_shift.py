@@ -1,13 +1,15 @@
 """Checks for notebook 06 (Wu et al., instruction-tuning shift): quantised attribution levels,
-importance density, and gradient × input attribution, against :mod:`nbtoolkit.attribution`."""
+importance density, and gradient × input attribution, against
+:mod:`nbtoolkit.instruction_shift.attribution`."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ..attribution import importance_density, input_output_attribution, quantize_attribution
 from ..core.hooks import capture
+from ..instruction_shift.attribution import (importance_density, input_output_attribution,
+                                             quantize_attribution)
 from .feedback import Feedback, Wrong, call, expect, run_check, tensor, tiny_lm
 
 

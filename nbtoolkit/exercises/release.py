@@ -1,6 +1,6 @@
 """``make exercises``: the student notebooks, generated from the tutorials by nbgrader.
 
-    python -m nbtoolkit.exercises.release notebooks build
+    release(Path("notebooks"), Path("build"))     # python -m nbtoolkit.cli.exercises notebooks build
 
 Each tutorial keeps its exercises' solutions between ``### BEGIN SOLUTION`` and
 ``### END SOLUTION`` in cells marked as nbgrader solution cells; the check after each is an
@@ -16,7 +16,6 @@ Writes ``build/classroom/`` (an nbgrader course: ``source/``, ``release/``, ``gr
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -94,18 +93,3 @@ def _alembic_on_path():
         yield
     finally:
         os.environ["PATH"] = before
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Write the student notebooks (solutions removed).")
-    parser.add_argument("notebooks", type=Path, help="folder of the tutorials (notebooks/)")
-    parser.add_argument("build", type=Path, help="output folder (build/)")
-    args = parser.parse_args(argv)
-    for path in release(args.notebooks, args.build):
-        print(path)
-    print(f"nbgrader course (for autograding): {args.build / 'classroom'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

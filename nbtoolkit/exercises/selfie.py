@@ -1,6 +1,7 @@
 """Checks for notebook 07 (SelfIE): a hidden state by nbtoolkit's layer number, the overlay of
 a state onto activations, and the insertion into an interpretation prompt, against
-:mod:`nbtoolkit.selfie` and :class:`nbtoolkit.Overlay`."""
+:mod:`nbtoolkit.selfie` and :class:`nbtoolkit.Overlay`; the layer-numbering mistakes are
+:mod:`~nbtoolkit.exercises.layers`."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import torch
 from ..core.anatomy import residual_site, site_name
 from ..core.hooks import patch
 from ..core.interventions import Overlay, PatchContext, Set
-from ..selfie import InterpretationPrompt, hidden_states, insertion
+from ..selfie.interpretation import InterpretationPrompt, hidden_states, insertion
 from .feedback import Feedback, call, captured, expect, run_check, tensor, tiny_lm
+from .layers import layer_mistakes
 
 PROMPT = "The Eiffel Tower is in Paris"
 
@@ -29,26 +31,9 @@ def _hidden_state(student) -> str:
     for layer, token in ((-1, 3), (1, -1), (last, 2)):
         want = hidden_states(lm, PROMPT, [layer])[layer][token]
         got = tensor(call(student, lm, PROMPT, layer, token), "your hidden state", (lm.d_model,))
-        wrong = []
-        if layer == -1:
-            wrong += [(lambda: captured(lm, PROMPT, site_name(last))[token],
-                       f"layer −1 is the token embeddings (site embed) in nbtoolkit's numbering, "
-                       f"not the last layer (that is layer {last})"),
-                      (lambda: captured(lm, PROMPT, "final_norm")[token],
-                       "this is Hugging Face's hidden_states[-1], the last layer after the final "
-                       "norm; nbtoolkit's layer −1 is the token embeddings (hidden_states[0], "
-                       "site embed)")]
-        else:
-            wrong.append((lambda: captured(lm, PROMPT, residual_site(layer - 1))[token],
-                          f"this is layer {layer - 1}, the stream entering block {layer}: "
-                          f"Hugging Face's hidden_states[{layer}]. nbtoolkit's layer {layer} is "
-                          f"hidden_states[{layer + 1}], site {site_name(layer)}"))
-        if layer == last:
-            wrong.append((lambda: captured(lm, PROMPT, "final_norm")[token],
-                          "this is after the final norm (Hugging Face's hidden_states[-1]); "
-                          f"layer {last} is the last block's output, before it"))
-        expect(got, want, wrong, f"your state at (layer {layer}, token {token}) differs from "
-                                 f"site {residual_site(layer)}")
+        expect(got, want, layer_mistakes(lm, PROMPT, layer, token),
+               f"your state at (layer {layer}, token {token}) differs from site "
+               f"{residual_site(layer)}")
     return ("one numbering everywhere: layer ℓ is the residual stream leaving block ℓ, layer −1 "
             "the embeddings; the SelfIE paper's hidden_states[ℓ + 1] is our layer ℓ.")
 

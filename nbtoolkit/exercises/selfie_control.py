@@ -1,6 +1,6 @@
 """Checks for notebook 08 (SelfIE control): the supervised loss, the reinforcement loss with its
 stop-gradient, and the edited block's state computed from the cached stream entering it, against
-:mod:`nbtoolkit.selfie_control`."""
+:mod:`nbtoolkit.selfie.control`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import torch
 from ..core.anatomy import residual_site, site_name, weight
 from ..core.blocks import body, run_blocks
 from ..core.hooks import capture
-from ..selfie_control import reinforcement_loss
+from ..selfie.control import reinforcement_loss
 from .feedback import Feedback, Wrong, call, captured, expect, run_check, tensor, tiny_lm
 
 PROMPT = "The Eiffel Tower is in Paris"

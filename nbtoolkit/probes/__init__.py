@@ -8,23 +8,23 @@ vinc        VINC, elk's eigen reporter
 registry    the reporters by name (make_reporter)
 pairs       contrast-pair checks and the per-class mean normalisation
 metrics     accuracy, AUROC, calibrated accuracy, ECE, cluster-bootstrap intervals, ensembling
-layers      one reporter per layer: fit_layers, eval_layers, zero_shot_eval, transfer_matrix
 saving      save_reporter / load_reporter (safetensors + JSON)
+
+Estimators only: fitting them on every layer of extracted states is :mod:`nbtoolkit.ccs.layers`.
 """
 
-from .layers import EVAL_COLUMNS, eval_layers, fit_layers, transfer_matrix, zero_shot_eval
 from .metrics import (ENSEMBLING, accuracy, auroc, bootstrap_ci, calibrated_accuracy,
                       calibration_error, calibration_threshold, evaluate, evaluate_credences,
                       optimistic_accuracy)
 from .pairs import PairNormalizer, check_pairs
 from .registry import REPORTERS, make_reporter
-from .reporters import CCS, CRC, LogisticProbe, Reporter, ZeroShot, ccs_loss, refit_normalization
+from .reporters import (CCS, CRC, NOT_FITTED, LogisticProbe, Reporter, ZeroShot, ccs_loss,
+                        refit_normalization)
 from .saving import load_reporter, save_reporter
 from .vinc import VINC
 
-__all__ = ["CCS", "CRC", "ENSEMBLING", "EVAL_COLUMNS", "LogisticProbe", "PairNormalizer",
+__all__ = ["CCS", "CRC", "ENSEMBLING", "LogisticProbe", "NOT_FITTED", "PairNormalizer",
            "REPORTERS", "Reporter", "VINC", "ZeroShot", "accuracy", "auroc", "bootstrap_ci",
            "calibrated_accuracy", "calibration_error", "calibration_threshold", "ccs_loss",
-           "check_pairs", "eval_layers", "evaluate", "evaluate_credences", "fit_layers",
-           "load_reporter", "make_reporter", "optimistic_accuracy", "refit_normalization",
-           "save_reporter", "transfer_matrix", "zero_shot_eval"]
+           "check_pairs", "evaluate", "evaluate_credences", "load_reporter", "make_reporter",
+           "optimistic_accuracy", "refit_normalization", "save_reporter"]

@@ -37,32 +37,20 @@ SVD act on each problem separately; the logistic loss is convex).
 from __future__ import annotations
 
 import warnings
-from contextlib import contextmanager
 
 import numpy as np
 import torch
 from scipy.special import expit
 from sklearn.base import BaseEstimator, clone
 from sklearn.linear_model import LogisticRegression
+from sklearn.utils.validation import check_is_fitted
 
+from ..core.modes import one_thread
 from .metrics import accuracy, evaluate_credences
 from .pairs import PairNormalizer, check_labels, check_pairs
 
 
-@contextmanager
-def _one_thread():
-    """Run torch single-threaded, then restore the caller's setting.
-
-    Probe fits are thousands of tiny ops: intra-op threads only add synchronisation, and on a
-    busy machine they made a step 100x slower (24 ms vs 0.3 ms measured on 2 shared cores; the
-    same for the small SVDs and checks of a sweep: 170 s vs 60 s for one dataset).
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+NOT_FITTED = "%(name)s is not fitted; call fit() first"  # check_is_fitted's NotFittedError
 
 
 def _pairs(x_pos, x_neg):
@@ -82,7 +70,7 @@ class Reporter(BaseEstimator):
         """Fit on ``[n, d]`` or ``[n, v, d]`` pairs (``y`` [n]: training labels; for the
         unsupervised reporters they only fit the Platt scale and bias)."""
         xp, xn, y = check_pairs(x_pos, x_neg, y, need_y=self.needs_labels)
-        with _one_thread():
+        with one_thread():
             fitted = self.fit_many(xp[None], xn[None], y)[0]
         self.__dict__.update({k: v for k, v in vars(fitted).items() if k.endswith("_")})
         return self
@@ -98,15 +86,11 @@ class Reporter(BaseEstimator):
         """Uncalibrated per-state scores ``(s(x⁺), s(x⁻))``, each ``[n, v]``, of checked pairs."""
         raise NotImplementedError
 
-    def _check_fitted(self):
-        if not hasattr(self, "coef_"):
-            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() first")
-
     def credences(self, x_pos, x_neg) -> np.ndarray:
         """Per-state logits ``[n, 2]`` (``[n, v, 2]`` for ``[n, v, d]`` input): ``[..., 0]`` for
         x⁻, ``[..., 1]`` for x⁺, Platt-scaled."""
-        self._check_fitted()
-        with torch.no_grad(), _one_thread():
+        check_is_fitted(self, "coef_", msg=NOT_FITTED)
+        with torch.no_grad(), one_thread():
             xp, xn, one = _pairs(x_pos, x_neg)
             if torch.is_tensor(self.coef_) and xp.shape[-1] != self.coef_.shape[-1]:
                 raise ValueError(f"states have width {xp.shape[-1]} but this {self.kind} "
@@ -216,7 +200,7 @@ class CCS(Reporter):
             ln = torch.einsum("bnd,btd->btn", b, theta) + bias[..., None]
             return ccs_loss(torch.sigmoid(lp), torch.sigmoid(ln))  # [B, T]
 
-        with torch.enable_grad(), _one_thread():
+        with torch.enable_grad(), one_thread():
             for _ in range(self.epochs):
                 opt.zero_grad(set_to_none=True)
                 # Summing independent problems leaves each one's AdamW update unchanged.
@@ -244,7 +228,7 @@ class CCS(Reporter):
 
     def probabilities(self, x_pos, x_neg):
         """The probe's own ``(p(x⁺), p(x⁻))`` before Platt scaling (``[n]`` or ``[n, v]`` each)."""
-        self._check_fitted()
+        check_is_fitted(self, "coef_", msg=NOT_FITTED)
         xp, xn, one = _pairs(x_pos, x_neg)
         with torch.no_grad():
             pp, pn = (torch.sigmoid(s).numpy() for s in self._scores(xp, xn))
@@ -338,7 +322,7 @@ class LogisticProbe(Reporter):
             loss.backward()
             return loss
 
-        with torch.enable_grad(), _one_thread():
+        with torch.enable_grad(), one_thread():
             opt.step(closure)
         out = []
         for i in range(B):
@@ -388,7 +372,7 @@ class ZeroShot(Reporter):
         return self
 
     def credences(self, logp_pos, logp_neg) -> np.ndarray:
-        self._check_fitted()
+        check_is_fitted(self, "coef_", msg=NOT_FITTED)
         z = self._margin(logp_pos, logp_neg) - self.threshold_
         return np.stack([-z / 2, z / 2], -1)
 

@@ -8,11 +8,12 @@ import math
 from pathlib import Path
 
 import torch
+from sklearn.utils.validation import check_is_fitted
 
 from ..core.files import atomic_write, write_json
 from .pairs import PairNormalizer
 from .registry import make_reporter
-from .reporters import Reporter
+from .reporters import NOT_FITTED, Reporter
 
 FORMAT = 2  # 2: Platt scale/bias and a template axis in the normaliser
 
@@ -23,7 +24,7 @@ def save_reporter(reporter: Reporter, path: str | Path) -> Path:
     from safetensors.torch import save_file
 
     path = Path(path)
-    reporter._check_fitted()
+    check_is_fitted(reporter, "coef_", msg=NOT_FITTED)
     tensors, fitted = {}, {}
     for name, value in vars(reporter).items():
         if not name.endswith("_"):

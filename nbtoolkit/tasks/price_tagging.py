@@ -245,7 +245,7 @@ def tokenizer():
 def tiny_model(n_layers: int = 4, d_model: int = 64, seed: int = 0):
     """An untrained LLaMA-style transformer (4 heads) with :func:`tokenizer`, as an
     :class:`~nbtoolkit.core.lm.LM`; train it with :func:`nbtoolkit.das.fit`."""
-    from ..core.loading import tiny_model as tiny
+    from ..core.tiny import tiny_model as tiny
 
     return tiny("llama", seed=seed, n_layers=n_layers, d_model=d_model, n_kv_heads=4, context=64,
                 tokenizer=tokenizer(), name="price-tagger (trained here)")

@@ -8,12 +8,12 @@ tracer      the fast, exact tracer of one prompt (causal_trace, trace_kinds)
 noise       ROME's noise level (3σ of the subject embeddings)
 average     averages over facts (average_indirect_effect, average_results)
 severing    ROME's Fig. 3: restorations with later MLP / attention outputs kept corrupted
-results     TraceResult and AverageEffect (data only; figures in nbtoolkit.viz.tracing)
+effects     TraceResult and AverageEffect, what tracing returns (figures in nbtoolkit.viz.tracing)
 """
 
 from .average import answer_matches, average_indirect_effect, average_results
 from .noise import noise_level, resolve_noise
-from .results import BUCKETS, KINDS, AverageEffect, TraceResult, bucket_rows
+from .effects import BUCKETS, KINDS, AverageEffect, TraceResult, bucket_rows
 from .severing import SEVERED, SeveringResult, average_severed, severed_trace
 from .tracer import causal_trace, find_token_range, trace_kinds, window_layers
 

@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 
 from .noise import resolve_noise
-from .results import BUCKETS, KINDS, AverageEffect, TraceResult, bucket_rows
+from .effects import BUCKETS, KINDS, AverageEffect, TraceResult, bucket_rows
 from .tracer import causal_trace
 
 def answer_matches(answer: str, attribute: str) -> bool:

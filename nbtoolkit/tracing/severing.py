@@ -41,9 +41,10 @@ from ..core.hooks import capture, patch
 from ..core.lm import LAST_POSITION
 from ..core.modes import eval_mode
 from .average import with_progress, answer_matches, facts_and_noise
-from .tracer import _Tracer
+from .tracer import Tracer
 
 SEVERED = ("none", "mlp", "attn")  # plain restoration, MLPs severed, attention severed
+SEVERING_COLUMNS = ("sever", "layer", "aie", "ci_low", "ci_high", "n_facts")
 
 
 @dataclass
@@ -91,13 +92,14 @@ class SeveringResult:
                 for sever in SEVERED}
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per (sever, layer): ``aie, ci_low, ci_high, n_facts``."""
+        """One row per (sever, layer): ``sever, layer, aie, ci_low, ci_high, n_facts``
+        (:data:`SEVERING_COLUMNS`)."""
         aie, ci = self.aie, self.ci95
         rows = [dict(sever=sever, layer=layer, aie=aie[sever][layer],
                      ci_low=aie[sever][layer] - ci[sever][layer],
                      ci_high=aie[sever][layer] + ci[sever][layer], n_facts=self.n_facts)
                 for sever in SEVERED for layer in range(self.n_layers)]
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows, columns=SEVERING_COLUMNS)
 
 
 def severed_trace(lm, prompt: str, subject: str, *, token: int | None = None, samples: int = 10,
@@ -107,12 +109,12 @@ def severed_trace(lm, prompt: str, subject: str, *, token: int | None = None, sa
     subject token) at every layer, plainly and with the later MLP / attention outputs at that
     token severed. Arguments as :func:`~nbtoolkit.tracing.causal_trace`."""
     with eval_mode(lm.model):
-        tracer = _Tracer(lm, prompt, subject, samples=samples, noise=noise, seed=seed,
+        tracer = Tracer(lm, prompt, subject, samples=samples, noise=noise, seed=seed,
                          target=target, max_tokens=max_tokens)
         if token is not None and (isinstance(token, bool) or not isinstance(token, int)):
             raise TypeError(f"token must be None (the last subject token) or a token index, "
                             f"got {token!r}")
-        t = tracer.end - 1 if token is None else tracer._positions([token])[0]
+        t = tracer.end - 1 if token is None else tracer.positions([token])[0]
         scores = _severed_scores(tracer, t)
     return SeveringResult(scores={s: v[None] for s, v in scores.items()},
                           low_scores=np.array([tracer.low_score]),
@@ -153,7 +155,7 @@ def average_severed(lm, facts: Sequence[dict], *, samples: int = 10, noise: str 
 
 # ---------------------------------------------------------------- internals
 
-def _severed_scores(tracer: _Tracer, t: int) -> dict[str, np.ndarray]:
+def _severed_scores(tracer: Tracer, t: int) -> dict[str, np.ndarray]:
     """``{sever: [n_layers]}`` scores of restoring ``layer.{l}`` at token ``t`` for every l."""
     L, S = tracer.L, tracer.samples
     scores = {sever: np.full(L, tracer.low_score) for sever in SEVERED}
@@ -163,7 +165,7 @@ def _severed_scores(tracer: _Tracer, t: int) -> dict[str, np.ndarray]:
     if not layers:
         return scores
     recorded = _record(tracer)
-    prefix = tracer._prefix(t)
+    prefix = tracer.prefix(t)
     per_forward = max(1, tracer.max_tokens // (S * tracer.T))  # as the tracer bounds a forward
     for sever in SEVERED:
         sites = [] if sever == "none" else [site_name(l, sever) for l in range(L)]
@@ -172,16 +174,16 @@ def _severed_scores(tracer: _Tracer, t: int) -> dict[str, np.ndarray]:
             for i in range(0, len(layers), per_forward):
                 chunk = layers[i:i + per_forward]
                 group = [(l + 1, [site_name(l)]) for l in chunk]  # layer.l enters block l+1
-                scores[sever][chunk] = tracer._run(t, prefix, group)
+                scores[sever][chunk] = tracer.run(t, prefix, group)
     return scores
 
 
-def _record(tracer: _Tracer) -> dict[str, torch.Tensor]:
+def _record(tracer: Tracer) -> dict[str, torch.Tensor]:
     """ROME's record pass: every MLP and attention output of the corrupted run,
     ``{site: [samples, T, d_model]}``."""
     sites = [site_name(l, kind) for kind in ("mlp", "attn") for l in range(tracer.L)]
     ids = tracer.ids.expand(tracer.samples, tracer.T)
-    with torch.no_grad(), patch(tracer.lm, {"embed": tracer._noise_fn(0)}), \
+    with torch.no_grad(), patch(tracer.lm, {"embed": tracer.noise_fn(0)}), \
             capture(tracer.lm, sites) as acts:
         tracer.model(input_ids=ids, use_cache=False, logits_to_keep=LAST_POSITION)
     return dict(acts)

@@ -21,7 +21,7 @@ per block for the corrupted run); all restorations at one token share one pass (
 ``samples`` rows); positions before the restored token are not recomputed: they come from the
 corrupted run's KV cache; blocks below a restoration's first restored site are not computed for
 its rows either — they would equal the corrupted run — so each restoration joins the batch at
-that block, fed the corrupted run's residual stream (``nbtoolkit.partial.run_blocks``); only the
+that block, fed the corrupted run's residual stream (:func:`nbtoolkit.core.blocks.run_blocks`); only the
 last position's logits are computed; restorations that cannot change the last position (a token
 before the subject, where clean and corrupted runs agree, or only the last layer at a token other
 than the last) take the corrupted score without a forward. A pass holds at most
@@ -43,7 +43,7 @@ from ..core.kv_cache import cache_kwarg, cache_of, tiled
 from ..core.lm import LAST_POSITION, token_indices
 from ..core.modes import eval_mode
 from .noise import resolve_noise
-from .results import KINDS, TraceResult
+from .effects import KINDS, TraceResult
 
 SUPPORTED_KINDS = ("decoder",)  # the next token after the prompt, from a KV-cached prefix
 
@@ -85,8 +85,10 @@ def subject_span(lm, prompt: str, subject: str, tokens: Sequence[str]) -> tuple[
 
 # ---------------------------------------------------------------- the tracer
 
-class _Tracer:
-    """Shared state of one prompt: tokens, subject span, noise, clean cache, corrupted prefixes."""
+class Tracer:
+    """Shared state of one prompt: tokens, subject span, noise, clean cache, corrupted prefixes.
+    :meth:`trace` gives one kind's :class:`TraceResult`; :meth:`run` scores a group of
+    restorations at one token (severing reuses it with its own interventions)."""
 
     def __init__(self, lm, prompt: str, subject: str, *, samples: int, noise, seed: int,
                  target, max_tokens: int):
@@ -143,7 +145,7 @@ class _Tracer:
         self.high_score = float(probs[answer_id])
         self.clean = {site: acts[site][0] for site in sites}  # [T, d] each
 
-    def _noise_fn(self, offset: int):
+    def noise_fn(self, offset: int):
         """Adds the noise to the subject tokens of a forward covering positions ``offset...``
         (row ``r`` gets draw ``r``)."""
         def add(act, ctx):
@@ -163,24 +165,24 @@ class _Tracer:
         ``entering[L]`` the last block's output)."""
         ids = self.ids.expand(self.samples, self.T)
         sites = [residual_site(l) for l in range(-1, self.L)]
-        with torch.no_grad(), patch(self.lm, {"embed": self._noise_fn(0)}), \
+        with torch.no_grad(), patch(self.lm, {"embed": self.noise_fn(0)}), \
                 capture(self.lm, sites) as acts:
             logits = self.model(input_ids=ids, use_cache=False,
                                 logits_to_keep=LAST_POSITION).logits
         self.low_score = float(logits[:, -1].float().softmax(-1)[:, self.answer_id].mean())
         self.entering = [acts[site] for site in sites]
 
-    def _prefix(self, t: int):
+    def prefix(self, t: int):
         """The corrupted run's KV cache over positions ``0..t-1`` (``samples`` rows). Built per
         token, not kept for all tokens at once: that would grow with the prompt's length squared."""
         if t == 0:
             return None
         ids = self.ids[:, :t].expand(self.samples, t)
-        with torch.no_grad(), patch(self.lm, {"embed": self._noise_fn(0)}):
+        with torch.no_grad(), patch(self.lm, {"embed": self.noise_fn(0)}):
             return cache_of(self.model(input_ids=ids, use_cache=True,
                                        logits_to_keep=LAST_POSITION))
 
-    def _run(self, t: int, prefix, group: list[tuple[int, list[str]]]) -> list[float]:
+    def run(self, t: int, prefix, group: list[tuple[int, list[str]]]) -> list[float]:
         """Scores of restorations ``group`` = [(first block, sites)], sorted by first block, at
         token ``t``, over positions ``t..T-1`` (``prefix``: the corrupted KV cache of positions
         < t). Restoration ``k`` owns rows ``k·S ... k·S+S-1`` (S = samples) and joins the batch at
@@ -234,7 +236,7 @@ class _Tracer:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         if not isinstance(window, int) or window < 1:
             raise ValueError(f"window must be an int >= 1, got {window!r}")
-        rows = self._positions(positions)
+        rows = self.positions(positions)
         scores = np.full((self.T, self.L), np.nan)
         # rows × positions, counting the cached prefix too: bounds activations and KV copies
         per_forward = max(1, self.max_tokens // (self.samples * self.T))
@@ -251,11 +253,11 @@ class _Tracer:
                     sites = [site_name(j, kind) for j in layers]
                     todo.append((self.first_block(sites), layer, sites))
             todo.sort()
-            prefix = self._prefix(t) if todo else None
+            prefix = self.prefix(t) if todo else None
             for i in range(0, len(todo), per_forward):
                 chunk = todo[i:i + per_forward]
                 group = [(first, sites) for first, _, sites in chunk]
-                for (_, layer, _), score in zip(chunk, self._run(t, prefix, group)):
+                for (_, layer, _), score in zip(chunk, self.run(t, prefix, group)):
                     scores[t, layer] = score
         return TraceResult(scores=scores, low_score=self.low_score, high_score=self.high_score,
                            tokens=self.tokens, subject_range=(self.start, self.end), kind=kind,
@@ -263,7 +265,7 @@ class _Tracer:
                            subject=self.subject, window=window, samples=self.samples,
                            noise=self.level)
 
-    def _positions(self, positions) -> list[int]:
+    def positions(self, positions) -> list[int]:
         if positions is None:
             return list(range(self.T))
         named = {"subject_last": [self.end - 1], "last": [self.T - 1],
@@ -305,39 +307,35 @@ def _check_text(prompt, subject) -> None:
 
 # ---------------------------------------------------------------- public API
 
-def causal_trace(lm, prompt: str, subject: str, *, kind: str = "hidden", samples: int = 10,
-                 noise: str | float = "s3", window: int = 10, seed: int = 1,
-                 target: str | int | None = None, positions=None,
-                 max_tokens: int = 8192) -> TraceResult:
-    """ROME's causal trace of one prompt: ``scores[token, layer]`` = p(answer) with the clean
-    state restored there in the subject-corrupted run (see the module docstring).
-
-    ``kind``: ``"hidden"`` (block output, one layer), ``"mlp"`` / ``"attn"`` (a window of
-    ``window`` layers around each layer). ``noise``: ``"s3"`` = 3σ of subject embeddings over
-    ``data/facts`` (ROME's default), or a float std. ``target``: score this token (a string's
-    first token, or an id) instead of the clean top-1. ``positions``: trace only these token
-    rows (others are NaN): ``"subject_last"`` (ROME's option), ``"last"``, ``"key"`` (last
-    subject token and last token: the rows the paper's summary numbers are read from)
-    ``max_tokens``: at most this many row × position cells (cached prefix included) per forward,
-    at least one block of ``samples`` rows (bounds memory).
-    """
-    with eval_mode(lm.model):
-        tracer = _Tracer(lm, prompt, subject, samples=samples, noise=noise, seed=seed,
-                         target=target, max_tokens=max_tokens)
-        return tracer.trace(kind, window, positions)
-
-
 def trace_kinds(lm, prompt: str, subject: str, kinds: Sequence[str] = KINDS, *,
                 samples: int = 10, noise: str | float = "s3", window: int = 10, seed: int = 1,
                 target: str | int | None = None, positions=None,
                 max_tokens: int = 8192) -> dict[str, TraceResult]:
-    """:func:`causal_trace` for several kinds, sharing the clean run and corrupted prefixes."""
+    """ROME's causal traces of one prompt, one per kind, sharing the clean run and the corrupted
+    prefixes: ``{kind: TraceResult}``, ``scores[token, layer]`` = p(answer) with the clean state
+    restored there in the subject-corrupted run (see the module docstring).
+
+    ``kinds``: ``"hidden"`` (block output, one layer), ``"mlp"`` / ``"attn"`` (a window of
+    ``window`` layers around each layer). ``samples``: corrupted copies of the prompt. ``noise``:
+    ``"s3"`` = 3σ of subject embeddings over ``data/facts`` (ROME's default), or a float std;
+    ``seed`` seeds its draw. ``target``: score this token (a string's first token, or an id)
+    instead of the clean top-1. ``positions``: trace only these token rows (others are NaN):
+    ``"subject_last"`` (ROME's option), ``"last"``, ``"key"`` (last subject token and last
+    token: the rows the paper's summary numbers are read from) or a list of token indices.
+    ``max_tokens``: at most this many row × position cells (cached prefix included) per forward,
+    at least one block of ``samples`` rows (bounds memory).
+    """
     for kind in kinds:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     with eval_mode(lm.model):
-        tracer = _Tracer(lm, prompt, subject, samples=samples, noise=noise, seed=seed,
-                         target=target, max_tokens=max_tokens)
+        tracer = Tracer(lm, prompt, subject, samples=samples, noise=noise, seed=seed,
+                        target=target, max_tokens=max_tokens)
         return {kind: tracer.trace(kind, window, positions) for kind in kinds}
 
 
+def causal_trace(lm, prompt: str, subject: str, *, kind: str = "hidden", **options) -> TraceResult:
+    """ROME's causal trace of one prompt for one ``kind`` (``"hidden"``, ``"mlp"`` or
+    ``"attn"``): :func:`trace_kinds` with ``kinds=[kind]``, whose keyword ``options`` it takes
+    (``samples``, ``noise``, ``window``, ``seed``, ``target``, ``positions``, ``max_tokens``)."""
+    return trace_kinds(lm, prompt, subject, [kind], **options)[kind]

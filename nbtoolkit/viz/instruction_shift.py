@@ -1,17 +1,45 @@
-"""Plots for the instruction-tuning shift analyses (Wu et al., arXiv 2310.00492): data in, Figure out."""
+"""Plots for the instruction-tuning shift analyses (Wu et al., arXiv 2310.00492): data in, Figure
+(or HTML) out."""
 
 from __future__ import annotations
+
+import html
 
 import matplotlib
 import numpy as np
 import pandas as pd
+import torch
 from matplotlib.figure import Figure
 
+from ..instruction_shift.attribution import Attribution
 from .figures import new_figure
 
 
-def plot_attribution(attr, *, levels: bool = True, max_tokens: int = 40) -> Figure:
-    """Heatmap of one :class:`~nbtoolkit.attribution.Attribution`: prompt tokens x response tokens.
+def attribution_html(tokens: list[str], scores, *, underline=None, color: str = "255,80,0") -> str:
+    """Tokens as inline HTML, background opacity = score / max score; ``underline`` marks tokens."""
+    s = np.asarray(scores.detach().cpu() if torch.is_tensor(scores) else scores, dtype=np.float64)
+    if s.shape != (len(tokens),):
+        raise ValueError(f"scores has shape {s.shape}, expected ({len(tokens)},) (one per token)")
+    top = np.abs(s).max() if s.size else 0.0
+    parts = []
+    for i, (tok, v) in enumerate(zip(tokens, s)):
+        alpha = abs(v) / top if top > 0 else 0.0
+        deco = "text-decoration:underline;" if underline is not None and underline[i] else ""
+        parts.append(f'<span title="{v:.3f}" style="background:rgba({color},{alpha:.2f});{deco}'
+                     f'white-space:pre;font-family:monospace">{html.escape(tok)}</span>')
+    return "<div style='line-height:1.8'>" + "".join(parts) + "</div>"
+
+
+def density_html(attr: Attribution, spans: list[str] | None = None) -> str:
+    """The prompt tokens of an :class:`~nbtoolkit.instruction_shift.attribution.Attribution`
+    coloured by importance density, the tokens of the instruction ``spans`` underlined."""
+    mask = attr.instruction_mask(spans) if spans else None
+    return attribution_html(attr.prompt_tokens, attr.density(), underline=mask)
+
+
+def plot_attribution(attr: Attribution, *, levels: bool = True, max_tokens: int = 40) -> Figure:
+    """Heatmap of one :class:`~nbtoolkit.instruction_shift.attribution.Attribution`: prompt
+    tokens x response tokens.
 
     ``levels=True`` shows the quantised levels (0..10), else the raw scores.
     """

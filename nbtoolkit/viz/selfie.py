@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import textwrap
 
-from matplotlib.figure import Figure
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
+from ..selfie import Interpretations, WordProbs
 from .figures import new_figure
 
 
@@ -16,10 +17,12 @@ def _token_order(frame: pd.DataFrame) -> list[str]:
     return [f"{t!r} ({i})" for t, i in zip(rows.token, rows.token_index)]
 
 
-def relevancy_grid(frame: pd.DataFrame, *, value: str = "mean_relevancy", words: int = 3,
-                   title: str = "") -> Figure:
-    """Token × layer heatmap of ``value`` from :func:`nbtoolkit.selfie.interpret`, each cell
-    labelled with the first ``words`` words of its interpretation."""
+def relevancy_grid(result: Interpretations | pd.DataFrame, *, value: str = "mean_relevancy",
+                   words: int = 3, title: str = "") -> Figure:
+    """Token × layer heatmap of ``value`` from :func:`nbtoolkit.selfie.interpret` (its result or
+    a part of its frame), each cell labelled with the first ``words`` words of its
+    interpretation."""
+    frame = result.to_frame() if isinstance(result, Interpretations) else result
     labelled = frame.assign(row=[f"{t!r} ({i})" for t, i in zip(frame.token, frame.token_index)])
     grid = labelled.pivot_table(index="row", columns="layer", values=value, aggfunc="first")
     texts = labelled.pivot_table(index="row", columns="layer", values="interpretation",
@@ -44,7 +47,8 @@ def relevancy_grid(frame: pd.DataFrame, *, value: str = "mean_relevancy", words:
 
 
 def interpretation_bars(row, *, baseline: str | None = None) -> Figure:
-    """Relevancy of each generated token of one interpretation (a row of the frame)."""
+    """Relevancy of each generated token of one interpretation (a row of
+    :meth:`Interpretations.to_frame <nbtoolkit.selfie.Interpretations.to_frame>`)."""
     tokens = [t.replace("\n", "\\n") for t in row["interpretation_tokens"]]
     fig, ax = new_figure(figsize=(max(4, 0.55 * len(tokens) + 1.5), 3.2))
     ax.bar(range(len(tokens)), row["relevancy"], color="tab:purple")
@@ -59,9 +63,10 @@ def interpretation_bars(row, *, baseline: str | None = None) -> Figure:
     return fig
 
 
-def steering_curve(frame: pd.DataFrame, *, title: str = "") -> Figure:
+def steering_curve(result: WordProbs | pd.DataFrame, *, title: str = "") -> Figure:
     """Mean next-token probability of each word group against the steering scale
-    (a frame from :func:`nbtoolkit.steering.word_probs`)."""
+    (:func:`nbtoolkit.selfie.word_probs`' result or its frame)."""
+    frame = result.to_frame() if isinstance(result, WordProbs) else result
     means = frame.groupby(["scale", "group"]).prob.mean().unstack("group")
     fig, ax = new_figure(figsize=(5.5, 3.5))
     for group in means.columns:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 import numpy as np
 
-from ..tracing.results import BUCKETS
+from ..tracing.effects import BUCKETS
 from .figures import new_figure
 
 CMAPS = {"hidden": "Purples", "mlp": "Greens", "attn": "Reds"}

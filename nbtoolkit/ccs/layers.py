@@ -11,9 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .metrics import ENSEMBLING, accuracy, auroc
-from .registry import make_reporter
-from .reporters import Reporter, ZeroShot, _one_thread, refit_normalization
+from ..core.modes import one_thread
+from ..probes import ENSEMBLING, Reporter, ZeroShot, accuracy, auroc, make_reporter, refit_normalization
 
 EVAL_COLUMNS = ["dataset", "template", "ensembling", "layer", "reporter", "n_train", "n_test", "acc",
                 "acc_lower", "acc_upper", "auroc", "auroc_lower", "auroc_upper", "cal_acc",
@@ -33,7 +32,7 @@ def fit_layers(kind: str, train, layers: list[int] | None = None, **kwargs) -> d
     (all layers in one batched fit); training labels resolve the sign. Returns ``{layer: reporter}``."""
     layers = list(train.layers) if layers is None else list(layers)
     xp, xn = train.stack(layers)
-    with _one_thread():
+    with one_thread():
         fitted = make_reporter(kind, **kwargs).fit_many(xp, xn, train.labels)
     return dict(zip(layers, fitted))
 

@@ -2,7 +2,7 @@
 hidden state changes, then see what else changed.
 
     with supervised_control(lm, prompt, token=5, layer=6, target=v) as edit:
-        selfie.interpret(lm, prompt, tokens=[5], layers=[6])   # the edited model speaks
+        interpret(lm, prompt, tokens=[5], layers=[6])   # the edited model speaks
     # the original weights are back here, bit for bit
     edit = reinforcement_control(lm, prompt, layer=6, judge=keyword_judge(["bomb"]))
     edit.restore()                                        # or edit.keep() inside a `with`
@@ -33,18 +33,20 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
-from .core.anatomy import (families_with, family_of, require, residual_site, site_name,
+from ..core.anatomy import (families_with, family_of, require, residual_site, site_name,
                             weight)
-from .core.blocks import body, run_blocks
-from .core.hooks import capture
-from .core.lm import LAST_POSITION
-from .core.modes import frozen
-from .selfie import SUPPORTED_KINDS, _check_indices, interpret_vectors
+from ..core.blocks import body, run_blocks
+from ..core.hooks import capture
+from ..core.lm import LAST_POSITION
+from ..core.modes import frozen
+from .interpretation import SUPPORTED_KINDS, check_indices, interpret_vectors
 
 LEARNING_RATE = 3e-4  # the SelfIE repo's Adam learning rate, both controls
 
@@ -54,7 +56,8 @@ class MLPEdit:
 
     ``original``: a copy of the weights before the edit; ``restore()`` writes them back bit for
     bit. ``history``: one row per optimisation step (``step, loss`` and, for reinforcement,
-    ``mean_reward`` and the interpretations the rewards came from); ``frame`` is it as a table.
+    ``mean_reward`` and the interpretations the rewards came from); :meth:`to_frame` is it as a
+    table.
     """
 
     def __init__(self, module: torch.nn.Module, layer: int):
@@ -73,9 +76,10 @@ class MLPEdit:
         """Leave the edited weights in place when the ``with`` block ends."""
         self._keep = True
 
-    @property
-    def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.history)
+    def to_frame(self) -> pd.DataFrame:
+        """The history, one row per step: columns step, loss (and, for reinforcement,
+        mean_reward, interpretations, rewards); columns step, loss and no rows before any step."""
+        return pd.DataFrame(self.history) if self.history else pd.DataFrame(columns=["step", "loss"])
 
     def __enter__(self) -> "MLPEdit":
         return self
@@ -100,7 +104,7 @@ def supervised_control(lm, prompt: str, *, token: int, layer: int, target: torch
     target = _check_target(target, lm.d_model)
     _check_steps(steps, lr)
     state = _layer_state(lm, prompt, layer)
-    t = _check_indices("token", token, state.n_tokens, allow_negative=True)[0]
+    t = check_indices("token", token, state.n_tokens, allow_negative=True)[0]
     edit = MLPEdit(_mlp_module(lm, layer), layer)
 
     def loss_of_step(step):
@@ -118,7 +122,7 @@ def reinforcement_control(lm, prompt: str, *, layer: int, judge: Callable[[str],
                           template: str | None = None, max_new_tokens: int = 30) -> MLPEdit:
     """Train block ``layer``'s MLP with rewards from ``judge`` on SelfIE's interpretations of the
     states of ``tokens`` (default all) at ``layer``: each step interprets the current states
-    (:func:`nbtoolkit.selfie.interpret_vectors` with ``insert_layer``, ``template``,
+    (:func:`~nbtoolkit.selfie.interpretation.interpret_vectors` with ``insert_layer``, ``template``,
     ``max_new_tokens``; the repo's control notebooks insert at block 2), takes r_i =
     ``judge(text_i)`` (a finite number: ±1, 0 for no opinion) and one Adam step on
     :func:`reinforcement_loss`. ``history``: per step the loss, mean reward, rewards and
@@ -128,7 +132,7 @@ def reinforcement_control(lm, prompt: str, *, layer: int, judge: Callable[[str],
                         f"got {type(judge).__name__}")
     _check_steps(steps, lr)
     state = _layer_state(lm, prompt, layer)
-    rows = _check_indices("token", tokens, state.n_tokens, allow_negative=True)
+    rows = check_indices("token", tokens, state.n_tokens, allow_negative=True)
     edit = MLPEdit(_mlp_module(lm, layer), layer)
 
     def loss_of_step(step):
@@ -187,24 +191,53 @@ def chat_judge(judge_lm, question: str, *, yes: float = -1.0, no: float = 1.0,
     return judge
 
 
+FACT_COLUMNS = ["prompt", "subject", "attribute", "response", "correct"]
+
+
+@dataclass
+class FactCheck:
+    """The known-fact check of one model: per fact its ``prompts``, ``subjects``, ``attributes``,
+    the model's ``responses`` and whether each is ``correct`` (``[n_facts]`` bool)."""
+
+    prompts: list[str]
+    subjects: list[str | None]
+    attributes: list[str]
+    responses: list[str]
+    correct: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    @property
+    def accuracy(self) -> float:
+        """The share of facts answered correctly."""
+        return float(self.correct.mean())
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per fact: ``prompt, subject, attribute, response, correct``."""
+        return pd.DataFrame(dict(prompt=self.prompts, subject=self.subjects,
+                                 attribute=self.attributes, response=self.responses,
+                                 correct=self.correct), columns=FACT_COLUMNS)
+
+
 @torch.no_grad()
 def fact_accuracy(lm, facts: Sequence[dict], *, max_new_tokens: int = 8,
-                  batch_size: int = 32) -> pd.DataFrame:
+                  batch_size: int = 32) -> FactCheck:
     """The SelfIE repo's known-fact check: a fact is correct when its ``attribute`` occurs
     (case-insensitive) in the greedy continuation of its ``prompt`` (``max_new_tokens``).
-    One row per fact: ``prompt, subject, attribute, response, correct``."""
+    Returns :class:`FactCheck`, one entry per fact."""
     if batch_size < 1 or max_new_tokens < 1:
         raise ValueError(f"batch_size and max_new_tokens must be >= 1, got {batch_size}, "
                          f"{max_new_tokens}")
-    rows = []
+    responses = []
     for start in range(0, len(facts), batch_size):
         chunk = facts[start:start + batch_size]
-        responses = lm.generate([f["prompt"] for f in chunk], max_new_tokens=max_new_tokens)
-        for fact, response in zip(chunk, responses):
-            rows.append(dict(prompt=fact["prompt"], subject=fact.get("subject"),
-                             attribute=fact["attribute"], response=response,
-                             correct=fact["attribute"].lower() in response.lower()))
-    return pd.DataFrame(rows, columns=["prompt", "subject", "attribute", "response", "correct"])
+        responses += lm.generate([f["prompt"] for f in chunk], max_new_tokens=max_new_tokens)
+    attributes = [f["attribute"] for f in facts]
+    return FactCheck(prompts=[f["prompt"] for f in facts], subjects=[f.get("subject") for f in facts],
+                     attributes=attributes, responses=responses,
+                     correct=np.array([a.lower() in r.lower() for a, r in zip(attributes, responses)],
+                                      dtype=bool))
 
 
 # ---------------------------------------------------------------- internals

@@ -10,6 +10,8 @@ import pandas as pd
 KINDS = ("hidden", "mlp", "attn")
 BUCKETS = ("first subject token", "middle subject tokens", "last subject token",
            "first subsequent token", "further tokens", "last token")
+TRACE_COLUMNS = ("position", "token", "is_subject", "layer", "score", "effect", "kind")
+AVERAGE_COLUMNS = ("kind", "bucket", "layer", "aie", "ci_low", "ci_high", "mean", "std", "count")
 
 
 @dataclass
@@ -40,8 +42,8 @@ class TraceResult:
         return self.scores.shape[1]
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per (token, layer): ``position, token, is_subject, layer, score, effect``
-        (effect = score − low_score, the indirect effect)."""
+        """One row per (token, layer): ``position, token, is_subject, layer, score, effect, kind``
+        (effect = score − low_score, the indirect effect; :data:`TRACE_COLUMNS`)."""
         start, end = self.subject_range
         rows = []
         for t, token in enumerate(self.tokens):
@@ -49,7 +51,7 @@ class TraceResult:
                 score = float(self.scores[t, layer])
                 rows.append(dict(position=t, token=token, is_subject=start <= t < end, layer=layer,
                                  score=score, effect=score - self.low_score, kind=self.kind))
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows, columns=TRACE_COLUMNS)
 
 
 
@@ -94,7 +96,8 @@ class AverageEffect:
         return layer, float(row[layer])
 
     def to_frame(self) -> pd.DataFrame:
-        """One row per (bucket, layer): ``aie, ci_low, ci_high, mean, std, count``."""
+        """One row per (bucket, layer): ``kind, bucket, layer, aie, ci_low, ci_high, mean, std,
+        count`` (:data:`AVERAGE_COLUMNS`)."""
         rows = []
         ci = self.ci95
         for b, bucket in enumerate(BUCKETS):
@@ -104,7 +107,7 @@ class AverageEffect:
                                  ci_high=self.aie[b, layer] + ci[b, layer],
                                  mean=self.mean[b, layer], std=self.std[b, layer],
                                  count=int(self.count[b])))
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows, columns=AVERAGE_COLUMNS)
 
 
 

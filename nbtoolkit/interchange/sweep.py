@@ -17,10 +17,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .core.anatomy import SWEEP_KINDS, require, site_name
-from .core.hooks import capture, patch
-from .core.interventions import Set
-from .core.lm import prediction_logits
+from ..core.anatomy import SWEEP_KINDS, require, site_name
+from ..core.hooks import capture, patch
+from ..core.interventions import Set
+from ..core.lm import prediction_logits
 
 SUPPORTED_KINDS = ("decoder", "encoder")  # with a prediction: the next token or a class
 
@@ -36,6 +36,7 @@ class InterchangeResult:
     source_score: float
 
     def to_frame(self) -> pd.DataFrame:
+        """One row per (position, layer): ``kind, position, token, layer, score``."""
         n_pos, n_layers = self.scores.shape
         return pd.DataFrame({"kind": self.kind, "position": np.repeat(range(n_pos), n_layers),
                              "token": np.repeat(self.tokens, n_layers),

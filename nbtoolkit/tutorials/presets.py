@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from . import papers
-from .core.loading import EMBEDDED
+from ..core.loading import EMBEDDED
 
 # The repository the notebooks' Colab badges open and their install cells install: written here
 # once (tests/test_repo.py checks every notebook against it).
@@ -147,8 +147,8 @@ NOTEBOOKS: dict[str, NotebookPresets] = {
     ),
     "02_causal_tracing": NotebookPresets(
         paper_name="ROME causal tracing (Meng et al. 2022)",
-        cpu=dict(MODEL="smollm2-135m-instruct", N_FACTS=16, POSITIONS="key", SAMPLES=10,
-                 N_SEVER=6, FACT_SUBJECT="PlayStation", USE_ROME_KNOWNS=False),
+        cpu=dict(MODEL="smollm2-135m-instruct", N_FACTS=8, POSITIONS="key", SAMPLES=10,
+                 N_SEVER=3, SEED=0, FACT_SUBJECT="PlayStation", USE_ROME_KNOWNS=False),
         paper=dict(MODEL=papers.ROME["model"], N_FACTS=None, POSITIONS=None, SAMPLES=10,
                    N_SEVER=papers.ROME_SEVERING["n_facts"], USE_ROME_KNOWNS=True),
         sources=dict(MODEL="Meng et al. 2022 §2 (GPT-2 XL, 48 layers)",
@@ -186,7 +186,7 @@ NOTEBOOKS: dict[str, NotebookPresets] = {
     "04_boundless_das": NotebookPresets(
         paper_name="Boundless DAS, the price-tagging game (Wu et al. 2023)",
         cpu=dict(MODEL="trained-here", N_TRAIN=24_000, TRAIN_EPOCHS=2, N_PAIRS=2_048, N_DEV=500,
-                 N_TEST=1_000, DAS_EPOCHS=3, LAYERS=None, POSITIONS=[-8, -1]),
+                 N_TEST=1_000, DAS_EPOCHS=3, SEED=0, LAYERS=None, POSITIONS=[-8, -1]),
         paper=dict(MODEL="sharpbai/alpaca-7b-merged", N_PAIRS=20_000, N_DEV=1_000, N_TEST=1_000,
                    DAS_EPOCHS=3, LAYERS=[0, 5, 10, 15, 20, 25, 30], POSITIONS=list(range(-13, 0))),
         sources=dict(MODEL="Alpaca-7B: pyvene's create_llama() default, the Boundless DAS tutorial's model",
@@ -210,7 +210,7 @@ NOTEBOOKS: dict[str, NotebookPresets] = {
         paper_name="CCS, Table 1 (Burns et al. 2022)",
         cpu=dict(MODEL="smollm2-135m-instruct", MODELS=["smollm2-135m-instruct", "gemma-3-270m"],
                  DATASETS=["capitals", "arithmetic", "animals", "comparisons", "sentiment"],
-                 N_EXAMPLES=160, TEMPLATES=[0], TRAIN_FRAC=0.5, CCS_TRIES=4, CCS_EPOCHS=400,
+                 N_EXAMPLES=100, TEMPLATES=[0], TRAIN_FRAC=0.5, SEED=0, CCS_TRIES=4, CCS_EPOCHS=400,
                  N_BOOT=200, ELK_DATASETS=["capitals", "sentiment"], ELK_TEMPLATES=[0, 1]),
         paper=dict(MODEL="EleutherAI/gpt-j-6b",
                    MODELS=list(BURNS_MODELS),
@@ -297,7 +297,7 @@ NOTEBOOKS: dict[str, NotebookPresets] = {
     ),
     "08_selfie_control": NotebookPresets(
         paper_name="SelfIE control (Chen et al. 2024)",
-        cpu=dict(MODEL="smollm2-135m-instruct", N_FACTS=200, USE_ROME_KNOWNS=False, INSERT_LAYER=2,
+        cpu=dict(MODEL="smollm2-135m-instruct", N_FACTS=200, SEED=0, USE_ROME_KNOWNS=False, INSERT_LAYER=2,
                  MAX_NEW_TOKENS=16, PROMPT="The capital of France is", SOURCE="France",
                  TARGET_PROMPT="The capital of Italy is", TARGET="Italy",
                  QUESTIONS=["The capital of France is", "France's capital city is",

@@ -1,7 +1,7 @@
 """Tables 3 and 5 / Figure 3 of the instruction-tuning-shift paper (Wu et al., arXiv 2310.00492),
 computed the way the authors' ``analysis_bilinear_interpret.py`` and ``analysis_linear_interpret.py``
-do, from their released explanations (:mod:`nbtoolkit.data.instruction_shift`) or from ours
-(:mod:`nbtoolkit.explain`).
+do, from their released explanations (:mod:`~nbtoolkit.instruction_shift.released`) or from ours
+(:mod:`~nbtoolkit.instruction_shift.heads`, :mod:`~nbtoolkit.instruction_shift.ffn`).
 
 Table 3 (attention heads): per (layer, head), the word pairs found more than once over the
 head's dimensions are kept and each word counted in them (:func:`head_word_counts`); per layer
@@ -24,7 +24,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .data.instruction_shift import normalise_pair
+from .released import normalise_pair
+
+PAIRS_COLUMNS = ("model", "layer", "head", "dim", "pair")
+HEAD_WORD_COLUMNS = ("model", "layer", "head", "word", "count")
+VERB_SHIFT_COLUMNS = ("group", "verbs", "mean", "std", "n_verbs", "p")
+CONCEPT_SHARES_COLUMNS = ("category", "base_mean", "base_std", "tuned_mean", "tuned_std", "n_seeds", "p")
 
 
 def layer_group_label(layer: int, size: int) -> str:
@@ -34,12 +39,12 @@ def layer_group_label(layer: int, size: int) -> str:
 
 
 def pairs_from_explanations(frame: pd.DataFrame, model: str) -> pd.DataFrame:
-    """:func:`~nbtoolkit.explain.attention_word_pairs` rows (layer, head, dim, query, key) as the
-    pairs table :func:`head_word_counts` reads (columns model, layer, head, dim, pair)."""
+    """:meth:`~nbtoolkit.instruction_shift.heads.WordPairs.to_frame` rows (layer, head, dim, query,
+    key) as the pairs table :func:`head_word_counts` reads (columns model, layer, head, dim, pair)."""
     pairs = [normalise_pair(f"{k}={q}") for q, k in zip(frame["query"], frame["key"])]
     return pd.DataFrame({"model": model, "layer": frame["layer"].to_numpy(),
                          "head": frame["head"].to_numpy(), "dim": frame["dim"].to_numpy(),
-                         "pair": pairs})
+                         "pair": pairs}, columns=PAIRS_COLUMNS)
 
 
 def head_word_counts(pairs: pd.DataFrame) -> pd.DataFrame:
@@ -51,7 +56,7 @@ def head_word_counts(pairs: pd.DataFrame) -> pd.DataFrame:
         kept = [p for p, c in Counter(part["pair"]).items() if c > 1]
         for word, count in Counter(w for p in kept for w in p.split("=")).items():
             rows.append((model, layer, head, word, count))
-    return pd.DataFrame(rows, columns=["model", "layer", "head", "word", "count"])
+    return pd.DataFrame(rows, columns=HEAD_WORD_COLUMNS).astype({"count": int})
 
 
 def verb_shift(counts: pd.DataFrame, *, base: str, tuned: str, instruction_verbs: Sequence[str],
@@ -63,7 +68,9 @@ def verb_shift(counts: pd.DataFrame, *, base: str, tuned: str, instruction_verbs
     what the two models share: (layer, head) for the paper's same-architecture pair. Returns one
     row per (group, verbs): mean and std (numpy's, ddof 0, as the authors) of the per-verb shares,
     the number of verbs with any change, and Welch's two-sided p-value between the instruction
-    and general verbs of the group (repeated on both rows).
+    and general verbs of the group (repeated on both rows). Columns: group, verbs, mean, std,
+    n_verbs, p (:data:`VERB_SHIFT_COLUMNS`); no rows when ``counts`` has none, and mean, std
+    and p NaN (n_verbs 0) for a verb list none of whose verbs changed in a group.
     """
     unit = list(unit)
     wide = counts.pivot_table(index=["group", *unit], columns=["model", "word"], values="count",
@@ -88,7 +95,8 @@ def verb_shift(counts: pd.DataFrame, *, base: str, tuned: str, instruction_verbs
                          "mean": float(np.mean(values)) if values else np.nan,
                          "std": float(np.std(values)) if values else np.nan,
                          "n_verbs": len(values), "p": p})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=VERB_SHIFT_COLUMNS).astype(
+        {"mean": float, "std": float, "n_verbs": int, "p": float})
 
 
 def _shares(labels: pd.DataFrame, categories: Sequence[str], keys: list[str]) -> pd.DataFrame:
@@ -103,7 +111,9 @@ def concept_shares(labels: pd.DataFrame, categories: Sequence[str], *, base: str
                    tuned: str) -> pd.DataFrame:
     """Table 5: per category, the share of concepts labelled with it for ``base`` and ``tuned``
     (mean and std over seeds, ddof 0) and Student's t-test p over the seeds (the authors'
-    ``ttest_ind`` defaults; NaN with one seed). ``labels``: columns seed, model, label."""
+    ``ttest_ind`` defaults; NaN with one seed). ``labels``: columns seed, model, label. Columns:
+    category, base_mean, base_std, tuned_mean, tuned_std, n_seeds, p
+    (:data:`CONCEPT_SHARES_COLUMNS`), one row per category."""
     shares = _shares(labels, categories, ["seed", "model"])
     rows = []
     for category in categories:
@@ -113,7 +123,9 @@ def concept_shares(labels: pd.DataFrame, categories: Sequence[str], *, base: str
         p = stats.ttest_ind(b, t).pvalue if min(len(b), len(t)) > 1 else np.nan
         rows.append({"category": category, "base_mean": b.mean(), "base_std": b.std(),
                      "tuned_mean": t.mean(), "tuned_std": t.std(), "n_seeds": len(b), "p": p})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=CONCEPT_SHARES_COLUMNS).astype(
+        {"base_mean": float, "base_std": float, "tuned_mean": float, "tuned_std": float,
+         "n_seeds": int, "p": float})
 
 
 def concept_shares_by_group(labels: pd.DataFrame, categories: Sequence[str]) -> pd.DataFrame:

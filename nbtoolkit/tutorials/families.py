@@ -10,28 +10,29 @@ and checks that the others refuse, and that the README holds this very table.
 
 from __future__ import annotations
 
-from .core.anatomy import FAMILIES, MODEL_TYPES
+from ..ccs import activations
+from ..circuits import attribution as atp, heads as head_patching, paths
+from ..core.anatomy import FAMILIES, MODEL_TYPES
+from ..das import forward
+from ..instruction_shift import attribution, ffn, heads
+from ..interchange import sweep
+from ..selfie import interpretation, steering
+from ..tracing import tracer
 
 
 def method_support() -> dict[str, list[str]]:
     """``{method: families it runs on}``, in the table's column order."""
-    from . import attribution, explain, interchange, selfie, steering
-    from .ccs import activations
-    from .circuits import attribution as atp, heads, paths
-    from .das import forward
-    from .tracing import tracer
-
-    by_kind = {"causal tracing": tracer.SUPPORTED_KINDS, "interchange": interchange.SUPPORTED_KINDS,
+    by_kind = {"causal tracing": tracer.SUPPORTED_KINDS, "interchange": sweep.SUPPORTED_KINDS,
                "DAS": forward.SUPPORTED_KINDS, "CCS extraction": activations.SUPPORTED_KINDS,
-               "attribution": attribution.SUPPORTED_KINDS, "SelfIE": selfie.SUPPORTED_KINDS,
-               "steering": steering.SUPPORTED_KINDS, "head patching": heads.SUPPORTED_KINDS,
-               "path patching": paths.SUPPORTED_KINDS,
-               "attribution patching": atp.SUPPORTED_KINDS}
+               "attribution": attribution.SUPPORTED_KINDS,
+               "SelfIE": interpretation.SUPPORTED_KINDS, "steering": steering.SUPPORTED_KINDS,
+               "head patching": head_patching.SUPPORTED_KINDS,
+               "path patching": paths.SUPPORTED_KINDS, "attribution patching": atp.SUPPORTED_KINDS}
     support = {"capture & patch": list(FAMILIES)}
     support |= {method: [f for f, t in FAMILIES.items() if t.kind in kinds]
                 for method, kinds in by_kind.items()}
-    support["explain: heads"] = list(explain.ATTENTION_FAMILIES)
-    support["explain: FFN"] = list(explain.FFN_FAMILIES)
+    support["explain: heads"] = list(heads.ATTENTION_FAMILIES)
+    support["explain: FFN"] = list(ffn.FFN_FAMILIES)
     return support
 
 

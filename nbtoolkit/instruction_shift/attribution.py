@@ -14,17 +14,17 @@ not of the prompt tokens.
 
 from __future__ import annotations
 
-import html
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 import torch
 
-from .core.anatomy import require
-from .core.hooks import capture
-from .core.lm import LAST_POSITION, position_ids
-from .core.modes import eval_mode
+from ..core.anatomy import require
+from ..core.hooks import capture
+from ..core.lm import LAST_POSITION, position_ids
+from ..core.modes import eval_mode
 
 SUPPORTED_KINDS = ("decoder",)  # gradients of next-token probabilities
 
@@ -66,10 +66,16 @@ class Attribution:
         """The paper's per-sample instruction-word importance."""
         return instruction_score(self.density(levels, b, p), self.instruction_mask(spans))
 
-    def html(self, spans: list[str] | None = None) -> str:
-        """Prompt tokens coloured by importance density (instruction tokens underlined)."""
-        mask = self.instruction_mask(spans) if spans else None
-        return attribution_html(self.prompt_tokens, self.density(), underline=mask)
+    def to_frame(self) -> pd.DataFrame:
+        """One row per (prompt token, response token): ``prompt_index, prompt_token,
+        response_index, response_token, score``."""
+        n_prompt, n_response = self.shape
+        return pd.DataFrame({
+            "prompt_index": np.repeat(range(n_prompt), n_response),
+            "prompt_token": np.repeat(self.prompt_tokens, n_response),
+            "response_index": np.tile(range(n_response), n_prompt),
+            "response_token": np.tile(self.response_tokens, n_prompt),
+            "score": self.scores.double().numpy().ravel()})
 
 
 def _split_tokens(tokenizer, prompt_text: str, response_text: str):
@@ -273,18 +279,3 @@ def instruction_mask(prompt_text: str, offsets: list[tuple[int, int]], spans: li
             if max(s, start) < min(e, end):
                 mask[i] = True
     return mask
-
-
-def attribution_html(tokens: list[str], scores, *, underline=None, color: str = "255,80,0") -> str:
-    """Tokens as inline HTML, background opacity = score / max score; ``underline`` marks tokens."""
-    s = np.asarray(scores.detach().cpu() if torch.is_tensor(scores) else scores, dtype=np.float64)
-    if s.shape != (len(tokens),):
-        raise ValueError(f"scores has shape {s.shape}, expected ({len(tokens)},) (one per token)")
-    top = np.abs(s).max() if s.size else 0.0
-    parts = []
-    for i, (tok, v) in enumerate(zip(tokens, s)):
-        alpha = abs(v) / top if top > 0 else 0.0
-        deco = "text-decoration:underline;" if underline is not None and underline[i] else ""
-        parts.append(f'<span title="{v:.3f}" style="background:rgba({color},{alpha:.2f});{deco}'
-                     f'white-space:pre;font-family:monospace">{html.escape(tok)}</span>')
-    return "<div style='line-height:1.8'>" + "".join(parts) + "</div>"

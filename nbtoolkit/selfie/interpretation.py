@@ -4,7 +4,8 @@ A hidden state ``v`` (layer ℓ, token t) of an original prompt is written over 
 positions of an *interpretation prompt* at the input of block ``insert_layer`` during the
 prompt pass only; greedy decoding then lets the model say what ``v`` means:
 
-    frame = interpret(lm, "The Eiffel Tower is in Paris", tokens=[1, 2], layers=[1, 7, 15])
+    result = interpret(lm, "The Eiffel Tower is in Paris", tokens=[1, 2], layers=[1, 7, 15])
+    result.to_frame()      # one row per (layer, token): the interpretation and its relevancy
 
 Layers follow nbtoolkit's one numbering: layer ℓ is the residual stream leaving block ℓ (site
 ``layer.{ℓ}``), layer −1 the embeddings (site ``embed``); the paper's (Hugging Face's)
@@ -29,11 +30,11 @@ from typing import Sequence
 import pandas as pd
 import torch
 
-from .core.anatomy import check_layers, require, residual_site, site_name
-from .core.hooks import capture, patch
-from .core.interventions import Overlay, check_overlay
-from .core.kv_cache import cache_kwarg, cache_of, repeat_rows
-from .core.lm import LAST_POSITION, token_indices  # noqa: F401 (selfie.token_indices)
+from ..core.anatomy import check_layers, require, residual_site, site_name
+from ..core.hooks import capture, patch
+from ..core.interventions import Overlay, check_overlay
+from ..core.kv_cache import cache_kwarg, cache_of, repeat_rows
+from ..core.lm import LAST_POSITION
 
 PLACEHOLDER = "{x}"  # marks a placeholder in a template string
 FILL = "_"           # the text written where each placeholder was (one token per placeholder)
@@ -54,6 +55,55 @@ class InterpretationPrompt:
     @property
     def tokens(self) -> list[int]:
         return self.input_ids.tolist()
+
+
+INTERPRETATION_COLUMNS = ["prompt", "layer", "token_index", "token", "interpretation",
+                          "interpretation_tokens", "relevancy", "mean_relevancy", "baseline_match"]
+
+
+@dataclass
+class Interpretations:
+    """SelfIE's readings of hidden states of one ``prompt``, one entry per (layer, token) pair:
+    the ``layers``, ``token_indices`` and ``tokens`` read, the ``interpretations`` (texts), their
+    ``interpretation_tokens`` and each token's ``relevancy`` (lists, one entry per generated
+    token), and ``baseline_match``: the share of generated tokens equal to the placeholder-only
+    generation's at the same step. The setting: the placeholder-only text ``baseline``, the
+    interpretation prompt's ``template`` text and placeholder ``positions``, ``insert_layer``,
+    ``mode``, ``strength``."""
+
+    prompt: str
+    layers: list[int]
+    token_indices: list[int]
+    tokens: list[str]
+    interpretations: list[str]
+    interpretation_tokens: list[list[str]]
+    relevancy: list[list[float]]
+    baseline_match: list[float]
+    baseline: str
+    template: str
+    positions: list[int]
+    insert_layer: int
+    mode: str
+    strength: float
+
+    def __len__(self) -> int:
+        return len(self.interpretations)
+
+    @property
+    def mean_relevancy(self) -> list[float]:
+        """Each interpretation's relevancy averaged over its tokens (0 for an empty one)."""
+        return [sum(rel) / len(rel) if rel else 0.0 for rel in self.relevancy]
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per (layer, token): ``prompt, layer, token_index, token, interpretation,
+        interpretation_tokens, relevancy, mean_relevancy, baseline_match``."""
+        return pd.DataFrame(dict(prompt=self.prompt, layer=self.layers,
+                                 token_index=self.token_indices, token=self.tokens,
+                                 interpretation=self.interpretations,
+                                 interpretation_tokens=self.interpretation_tokens,
+                                 relevancy=self.relevancy, mean_relevancy=self.mean_relevancy,
+                                 baseline_match=self.baseline_match),
+                            columns=INTERPRETATION_COLUMNS)
 
 
 def make_template(lm, user: str | None = None, *, reply: str = REPLY,
@@ -134,7 +184,7 @@ def hidden_states(lm, prompt: str, layers: Sequence[int]) -> dict[int, torch.Ten
 def interpret(lm, prompt: str, *, tokens: Sequence[int] | None = None,
               layers: Sequence[int] | None = None, insert_layer: int = 1,
               template: str | None = None, mode: str = "normalized", strength: float = 1.0,
-              max_new_tokens: int = 20, batch_size: int = 16) -> pd.DataFrame:
+              max_new_tokens: int = 20, batch_size: int = 16) -> Interpretations:
     """Interpret the hidden state of each (layer, token) pair of ``prompt`` in words.
 
     ``tokens``: indices into ``lm.tokens(prompt)`` (negative from the end; default all);
@@ -143,45 +193,40 @@ def interpret(lm, prompt: str, *, tokens: Sequence[int] | None = None,
     at a time into one ``generate`` call each (the interpretation prompt is the same for every
     row, so no padding moves the placeholders).
 
-    Returns one row per pair: ``prompt, layer, token_index, token, interpretation``,
-    ``interpretation_tokens`` and ``relevancy`` (lists, one entry per generated token up to and
-    including the end-of-text token) and ``mean_relevancy``; ``baseline_match`` is the fraction of generated tokens equal to the
-    placeholder-only generation's at the same step. ``frame.attrs`` holds ``baseline`` (that
-    generation's text), ``template`` (the prompt text) and ``positions`` (placeholder tokens).
+    Returns :class:`Interpretations`, one entry per pair (token-major): the interpretation, its
+    tokens and their relevancy (up to and including the end-of-text token), and how much of it
+    the placeholder-only generation (``baseline``) already wrote.
     """
     require(lm.model, "SelfIE", SUPPORTED_KINDS)
     prompt_tokens = lm.tokens(prompt) if isinstance(prompt, str) and prompt else None
     if prompt_tokens is None:
         raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
-    token_index = _check_indices("token", tokens, len(prompt_tokens), allow_negative=True)
+    token_index = check_indices("token", tokens, len(prompt_tokens), allow_negative=True)
     layer_index = check_layers(lm.model, layers)
     _check_generation(lm, insert_layer, mode, strength, max_new_tokens, batch_size)
     interp = build_prompt(lm, template)
     states = hidden_states(lm, prompt, layer_index)
     pairs = [(layer, t) for t in token_index for layer in layer_index]
     baseline = _generate(lm, interp, None, mode, strength, insert_layer, 1, max_new_tokens)[0][0]
-    rows = []
+    texts, text_tokens, relevancy, match = [], [], [], []
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
         vectors = torch.stack([states[layer][t] for layer, t in chunk])
         generated, p_with = _generate(lm, interp, vectors, mode, strength, insert_layer,
                                       len(chunk), max_new_tokens)
         p_without = _p_without(lm, interp, generated)
-        for (layer, t), ids, with_, without in zip(chunk, generated, p_with, p_without):
-            rel = [abs(a - b) for a, b in zip(with_, without)]
-            rows.append(dict(prompt=prompt, layer=layer, token_index=t, token=prompt_tokens[t],
-                             interpretation=_decode(lm, ids),
-                             interpretation_tokens=[lm.tokenizer.decode([i]) for i in ids],
-                             relevancy=rel,
-                             mean_relevancy=sum(rel) / len(rel) if rel else 0.0,
-                             baseline_match=_match(ids, baseline)))
-    frame = pd.DataFrame(rows, columns=["prompt", "layer", "token_index", "token",
-                                        "interpretation", "interpretation_tokens", "relevancy",
-                                        "mean_relevancy", "baseline_match"])
-    frame.attrs.update(baseline=_decode(lm, baseline), template=interp.text,
-                       positions=interp.positions, insert_layer=insert_layer, mode=mode,
-                       strength=strength)
-    return frame
+        for ids, with_, without in zip(generated, p_with, p_without):
+            texts.append(_decode(lm, ids))
+            text_tokens.append([lm.tokenizer.decode([i]) for i in ids])
+            relevancy.append([abs(a - b) for a, b in zip(with_, without)])
+            match.append(_match(ids, baseline))
+    return Interpretations(prompt=prompt, layers=[layer for layer, _ in pairs],
+                           token_indices=[t for _, t in pairs],
+                           tokens=[prompt_tokens[t] for _, t in pairs], interpretations=texts,
+                           interpretation_tokens=text_tokens, relevancy=relevancy,
+                           baseline_match=match, baseline=_decode(lm, baseline),
+                           template=interp.text, positions=interp.positions,
+                           insert_layer=insert_layer, mode=mode, strength=strength)
 
 
 def interpret_vectors(lm, vectors: torch.Tensor, *, insert_layer: int = 1,
@@ -220,9 +265,9 @@ def baseline(lm, template: str | None = None, *, max_new_tokens: int = 20) -> st
     return _decode(lm, _generate(lm, interp, None, "normalized", 0.0, 0, 1, max_new_tokens)[0][0])
 
 
-# ---------------------------------------------------------------- internals
-
-def _check_indices(name: str, given, size: int, allow_negative: bool) -> list[int]:
+def check_indices(name: str, given, size: int, allow_negative: bool) -> list[int]:
+    """``given`` indices (an int or a list; None: all) into ``size`` items, negative ones counted
+    from the end when ``allow_negative``; ``ValueError`` naming the valid range."""
     if given is None:
         return list(range(size))
     given = [given] if isinstance(given, int) else list(given)
@@ -237,6 +282,8 @@ def _check_indices(name: str, given, size: int, allow_negative: bool) -> list[in
         out.append(value % size)
     return out
 
+
+# ---------------------------------------------------------------- internals
 
 def _check_generation(lm, insert_layer, mode, strength, max_new_tokens, batch_size) -> None:
     n_layers = lm.n_layers

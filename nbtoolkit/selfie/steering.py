@@ -3,6 +3,8 @@
     v = direction(lm, positive_texts, negative_texts, "layer.15")      # [d_model]
     steer(lm, ["I watched the film and"], v, "layer.15", scale=4.0)     # every step
     steer(lm, ["I watched the film and"], v, "layer.15", scale=4.0, prompt_only=True)
+    generations(lm, prompts, v, "layer.15", scales=[0, 4]).to_frame()    # both schedules per scale
+    word_probs(lm, prompts, {"good": [" great"]}, v, "layer.15", [-2, 0, 2]).to_frame()
 
 Schedules (the patching core's ``prompt_only``): by default ``Add`` changes every forward of
 ``generate`` — all prompt positions on the prompt pass and the newest token on each decoding
@@ -13,17 +15,57 @@ positions (absolute; negative from the end of each forward, so ``at=-1`` is the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 import torch
 
-from .core.anatomy import require
-from .core.hooks import capture, patch
-from .core.interventions import Add
-from .core.lm import masked_mean
+from ..core.anatomy import require
+from ..core.hooks import capture, patch
+from ..core.interventions import Add
+from ..core.lm import masked_mean
 
 SUPPORTED_KINDS = ("decoder",)  # steered generation; directions are read from encoders too
+SCHEDULES = {"none": False, "every step": False, "prompt only": True}  # name -> prompt_only
+
+
+@dataclass
+class Generations:
+    """Steered generations at ``site``: ``texts[(scale, schedule)]`` holds one text per prompt
+    (schedule ``"none"`` at scale 0, else ``"every step"`` and ``"prompt only"``)."""
+
+    prompts: list[str]
+    site: str
+    texts: dict[tuple[float, str], list[str]]
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per (scale, schedule, prompt): ``prompt, scale, schedule, text``."""
+        rows = [dict(prompt=p, scale=scale, schedule=schedule, text=t)
+                for (scale, schedule), texts in self.texts.items()
+                for p, t in zip(self.prompts, texts)]
+        return pd.DataFrame(rows, columns=["prompt", "scale", "schedule", "text"])
+
+
+@dataclass
+class WordProbs:
+    """Next-token probability of each word group after each prompt, steered at ``site`` with
+    each scale: ``probs[scale, group, prompt]`` (``[n_scales, n_groups, n_prompts]``)."""
+
+    prompts: list[str]
+    site: str
+    scales: list[float]
+    groups: list[str]
+    probs: np.ndarray
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per (scale, group, prompt): ``prompt, scale, group, prob``."""
+        rows = [dict(prompt=p, scale=scale, group=group, prob=float(x))
+                for scale, by_group in zip(self.scales, self.probs)
+                for group, by_prompt in zip(self.groups, by_group)
+                for p, x in zip(self.prompts, by_prompt)]
+        return pd.DataFrame(rows, columns=["prompt", "scale", "group", "prob"])
 
 
 def mean_activation(lm, prompts: Sequence[str], site: str, *, reduce: str = "mean",
@@ -76,30 +118,23 @@ def steer(lm, prompts: str | Sequence[str], vector: torch.Tensor, site: str, *,
 
 
 def generations(lm, prompts: Sequence[str], vector: torch.Tensor, site: str,
-                scales: Sequence[float], *, max_new_tokens: int = 20) -> pd.DataFrame:
-    """Generations for every scale under both schedules (scale 0 once, as the unsteered one).
-
-    Columns ``prompt, scale, schedule ("none", "every step", "prompt only"), text``.
-    """
+                scales: Sequence[float], *, max_new_tokens: int = 20) -> Generations:
+    """Generations for every scale under both schedules (scale 0 once, as the unsteered one)."""
     prompts = _prompts(prompts)
-    rows = []
+    texts = {}
     for scale in scales:
-        schedules = [("none", False)] if scale == 0 else [("every step", False),
-                                                          ("prompt only", True)]
-        for name, prompt_only in schedules:
-            texts = steer(lm, prompts, vector, site, scale=scale, prompt_only=prompt_only,
-                          max_new_tokens=max_new_tokens)
-            rows += [dict(prompt=p, scale=scale, schedule=name, text=t)
-                     for p, t in zip(prompts, texts)]
-    return pd.DataFrame(rows, columns=["prompt", "scale", "schedule", "text"])
+        for name in ["none"] if scale == 0 else ["every step", "prompt only"]:
+            texts[scale, name] = steer(lm, prompts, vector, site, scale=scale,
+                                       prompt_only=SCHEDULES[name], max_new_tokens=max_new_tokens)
+    return Generations(prompts, site, texts)
 
 
 def word_probs(lm, prompts: Sequence[str], words: Mapping[str, Sequence[str]],
-               vector: torch.Tensor, site: str, scales: Sequence[float]) -> pd.DataFrame:
+               vector: torch.Tensor, site: str, scales: Sequence[float]) -> WordProbs:
     """Next-token probability of each word group after each prompt, per steering scale.
 
-    ``words`` maps a group name to words (each word's first token counts, e.g. ``" great"``).
-    Columns ``prompt, scale, group, prob`` (the summed probability of the group's tokens).
+    ``words`` maps a group name to words (each word's first token counts, e.g. ``" great"``);
+    a group's probability is the summed probability of its tokens.
     """
     require(lm.model, "steering", SUPPORTED_KINDS, raw_paths=True)
     prompts = _prompts(prompts)
@@ -107,15 +142,13 @@ def word_probs(lm, prompts: Sequence[str], words: Mapping[str, Sequence[str]],
     if not words:
         raise ValueError("words must name at least one group of words")
     ids = {group: sorted({lm.token_id(w) for w in ws}) for group, ws in words.items()}
-    rows = []
-    for scale in scales:
+    probs = np.zeros((len(scales), len(ids), len(prompts)))
+    for i, scale in enumerate(scales):
         with patch(lm, {site: Add(vector, scale=scale)}):
-            probs = lm.next_token_probs(prompts)
-        for group, group_ids in ids.items():
-            total = probs[:, group_ids].sum(-1).cpu()
-            rows += [dict(prompt=p, scale=scale, group=group, prob=float(x))
-                     for p, x in zip(prompts, total)]
-    return pd.DataFrame(rows, columns=["prompt", "scale", "group", "prob"])
+            next_token = lm.next_token_probs(prompts)
+        for j, group_ids in enumerate(ids.values()):
+            probs[i, j] = next_token[:, group_ids].sum(-1).cpu().double().numpy()
+    return WordProbs(prompts, site, list(scales), list(ids), probs)
 
 
 def _prompts(prompts) -> list[str]:
