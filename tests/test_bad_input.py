@@ -346,6 +346,10 @@ BAD_CIRCUITS = {
                                  ValueError, "sender head (0, 7) is out of range"),
     "empty sender list": (lambda m: circuits.path_patching(m, *PAIR, [], "logits", _ld),
                           ValueError, "got []"),
+    "sender layers of a listed sweep": (lambda m: circuits.path_patching(
+        m, *PAIR, [(0, 1)], "logits", _ld, layers=[0]), ValueError, "list the senders instead"),
+    "sender layer out of range": (lambda m: circuits.path_patching(
+        m, *PAIR, "heads", "logits", _ld, layers=[9]), ValueError, "layers must be ints in 0 .."),
     "two receiver position sets": (lambda m: circuits.path_patching(
         m, *PAIR, "heads", "logits", _ld, receiver_positions={"a": 1, "b": 2}), ValueError,
         "receiver_positions takes one set"),

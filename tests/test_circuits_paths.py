@@ -116,3 +116,11 @@ def test_direct_effect_of_the_last_layer_equals_its_head_patching():
     paths = path_patching(lm, BASE, SOURCE, "heads", "logits", metric)
     heads = head_patching(lm, BASE, SOURCE, metric, layers=[last])
     np.testing.assert_allclose(paths.per_pair[:, last], heads.per_pair[:, last], atol=1e-6)
+
+
+def test_a_sweep_limited_to_some_layers_leaves_the_others_nan():
+    lm = tiny_model("llama")
+    full = path_patching(lm, BASE, SOURCE, "heads", "logits", metric)
+    upper = path_patching(lm, BASE, SOURCE, "heads", "logits", metric, layers=[1, 2])
+    assert np.isnan(upper.per_pair[:, 0]).all()
+    np.testing.assert_allclose(upper.per_pair[:, 1:], full.per_pair[:, 1:], atol=1e-6, rtol=0)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..core.anatomy import parse_site, require, site_name
+from ..core.anatomy import check_layers, parse_site, require, site_name
 from ..core.modes import eval_mode
 from ..core.sweeps import (Metric, SweepResult, check_metric, encode_pairs, metric_values,
                            position_groups)
@@ -58,10 +58,16 @@ class PathPatchingResult(SweepResult):
 
 def path_patching(lm, base, source, senders, receivers, metric: Metric, *,
                   sender_positions="all", receiver_positions="all", freeze_mlps: bool = False,
-                  max_rows: int = MAX_ROWS) -> PathPatchingResult:
+                  layers=None, max_rows: int = MAX_ROWS) -> PathPatchingResult:
     """The metric after patching each sender's paths to ``receivers`` from ``source`` into
-    ``base`` (module docstring). Positions as ``head_patching``'s, one set per side."""
+    ``base`` (module docstring). Positions as ``head_patching``'s, one set per side;
+    ``layers`` limits a ``"heads"`` or ``"mlps"`` sweep to senders in those layers (the other
+    cells are NaN)."""
     require(lm.model, "path patching", SUPPORTED_KINDS)
+    if layers is not None and not (isinstance(senders, str) and senders in ("heads", "mlps")):
+        raise ValueError(f"layers limits a 'heads' or 'mlps' sweep; list the senders instead, "
+                         f"got senders {senders!r}")
+    swept = None if layers is None else set(check_layers(lm.model, layers, embed=False))
     if not isinstance(freeze_mlps, bool):
         raise TypeError(f"freeze_mlps must be True or False, got {freeze_mlps!r}")
     if isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < 1:
@@ -81,7 +87,8 @@ def path_patching(lm, base, source, senders, receivers, metric: Metric, *,
         source_logits, source_acts = run(lm, pairs.source, z_sites + mlp_sites)
         base_scores = check_metric(metric, base_logits)
         source_scores = check_metric(metric, source_logits)
-        live = [k for k, g in enumerate(groups) if _start(g) < top]
+        live = [k for k, g in enumerate(groups)
+                if _start(g) < top and (swept is None or _start(g) in swept)]
         values = np.full((pairs.n, len(groups)), np.nan)
         for chunk in chunks(live, max(1, max_rows // pairs.n)):
             chunk = sorted(chunk, key=lambda k: _start(groups[k]))
