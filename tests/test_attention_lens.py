@@ -85,6 +85,17 @@ def test_rows_and_frame():
         result[1]
 
 
+def test_between_reads_each_prompts_own_positions_in_a_padded_batch():
+    lm = tiny_model("llama")
+    batch = attention_patterns(lm, ["abcde", "ab"], layers=[1])
+    alone = attention_patterns(lm, "ab", layers=[1])
+    got = batch.between(1, 2, query=[-1, -1], key=[1, 0])
+    assert got[0] == batch[1][0, 2, 4, 1]
+    torch.testing.assert_close(got[1], alone[1][0, 2, 1, 0])
+    with pytest.raises(ValueError, match="one position per prompt \\(2\\), got 1 and 2"):
+        batch.between(1, 0, query=[0], key=[0, 0])
+
+
 # ---------------------------------------------------------------- induction
 
 def planted(seq_len=5, prefix=1):

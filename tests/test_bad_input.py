@@ -24,6 +24,9 @@ from nbtoolkit import Add, Noise, Overlay, Set, Zero, capture, das, patch, probe
 from nbtoolkit.ccs import runs
 from nbtoolkit.cli import ccs as cli
 from nbtoolkit.core.lm import token_indices
+from nbtoolkit import circuits
+from nbtoolkit.core.sweeps import logit_difference
+from nbtoolkit.tasks import ioi
 from nbtoolkit.tracing import causal_trace
 from nbtoolkit.tracing.tracer import subject_span
 from nbtoolkit.viz.lens import lens_grid, plot_attention
@@ -283,6 +286,135 @@ def test_bad_trace(lm, name):
     _raises(lambda: causal_trace(lm, args.pop("prompt"), args.pop("subject"), **args), error,
             fragment)
     assert hook_count(lm.model) == before and not lm.model.training
+
+
+# ------------------------------------------------------------ circuits (prompt-pair sweeps)
+
+def _ld(logits):
+    return logits[:, 65] - logits[:, 66]
+
+
+PAIR = (["in Spain", "Hi Bob to"], ["in Italy", "Hi Ann to"])
+BAD_CIRCUITS = {
+    "pair lengths differ": (lambda m: circuits.head_patching(m, ["abc"], ["abcd"], _ld),
+                            ValueError, "pair 0: base has 3 tokens but source has 4"),
+    "more bases than sources": (lambda m: circuits.head_patching(m, ["ab", "cd"], ["ab"], _ld),
+                                ValueError, "base has 2 prompts but source has 1"),
+    "empty batch": (lambda m: circuits.head_patching(m, [], [], _ld), ValueError,
+                    "base is empty"),
+    "empty prompt": (lambda m: circuits.head_patching(m, [""], ["a"], _ld), ValueError,
+                     "base[0] is an empty string"),
+    "ids outside the vocabulary": (lambda m: circuits.head_patching(m, [[99999]], [[1]], _ld),
+                                   ValueError, "outside the vocabulary"),
+    "prompt of floats": (lambda m: circuits.head_patching(m, [[1.5]], [[1.5]], _ld), TypeError,
+                         "[1.5]"),
+    "heads out of range": (lambda m: circuits.head_patching(m, *PAIR, _ld, heads=[9]),
+                           ValueError, "heads must be ints in 0..3"),
+    "key heads out of range": (lambda m: circuits.head_patching(m, *PAIR, _ld, kind="k",
+                                                                heads=[3]),
+                               ValueError, "2 key/value heads per layer"),
+    "layers out of range": (lambda m: circuits.head_patching(m, *PAIR, _ld, layers=[5]),
+                            ValueError, "got [5]"),
+    "unknown head kind": (lambda m: circuits.head_patching(m, *PAIR, _ld, kind="z"),
+                          ValueError, "'z'"),
+    "max_rows zero": (lambda m: circuits.head_patching(m, *PAIR, _ld, max_rows=0), ValueError,
+                      "got 0"),
+    "metric returns a scalar": (lambda m: circuits.head_patching(m, *PAIR,
+                                                                 lambda l: _ld(l).mean()),
+                                ValueError, "returned a scalar"),
+    "metric returns a matrix": (lambda m: circuits.head_patching(m, *PAIR, lambda l: l[:, :2]),
+                                ValueError, "returned shape (2, 2)"),
+    "metric returns a float": (lambda m: circuits.head_patching(m, *PAIR, lambda l: 1.0),
+                               TypeError, "returned float"),
+    "metric not callable": (lambda m: circuits.head_patching(m, *PAIR, "logit diff"),
+                            TypeError, "got str"),
+    "unknown positions": (lambda m: circuits.head_patching(m, *PAIR, _ld, positions="first"),
+                          ValueError, "'first'"),
+    "position past a prompt": (lambda m: circuits.head_patching(m, *PAIR, _ld, positions=[9]),
+                               ValueError, "position 9 (9) is out of range for pair 0"),
+    "each on prompts of two lengths": (lambda m: circuits.head_patching(m, *PAIR, _ld,
+                                                                        positions="each"),
+                                       ValueError, "needs prompts of one length, got lengths [8, 9]"),
+    "named positions of another batch": (lambda m: circuits.head_patching(
+        m, *PAIR, _ld, positions={"S2": [1, 2, 3]}), ValueError, "one int per pair (2)"),
+    "sender equals receiver": (lambda m: circuits.path_patching(m, *PAIR, [(1, 0)],
+                                                                [(1, 0, "q")], _ld),
+                               ValueError, "sender (1, 0) starts at layer 1, at or above"),
+    "receiver below the sender": (lambda m: circuits.path_patching(m, *PAIR, [(1, 2)],
+                                                                   [(0, 1, "q")], _ld),
+                                  ValueError, "sender (1, 2) starts at layer 1"),
+    "receiver part unknown": (lambda m: circuits.path_patching(m, *PAIR, "heads",
+                                                               [(1, 0, "z")], _ld),
+                              ValueError, "got (1, 0, 'z')"),
+    "receiver key head out of range": (lambda m: circuits.path_patching(
+        m, *PAIR, "heads", [(1, 3, "k")], _ld), ValueError, "key/value heads 0..1"),
+    "sender of no kind": (lambda m: circuits.path_patching(m, *PAIR, ["mlp.0"], "logits", _ld),
+                          ValueError, "unknown sender 'mlp.0'"),
+    "sender head out of range": (lambda m: circuits.path_patching(m, *PAIR, [(0, 7)], "logits",
+                                                                  _ld),
+                                 ValueError, "sender head (0, 7) is out of range"),
+    "empty sender list": (lambda m: circuits.path_patching(m, *PAIR, [], "logits", _ld),
+                          ValueError, "got []"),
+    "sender layers of a listed sweep": (lambda m: circuits.path_patching(
+        m, *PAIR, [(0, 1)], "logits", _ld, layers=[0]), ValueError, "list the senders instead"),
+    "sender layer out of range": (lambda m: circuits.path_patching(
+        m, *PAIR, "heads", "logits", _ld, layers=[9]), ValueError, "layers must be ints in 0 .."),
+    "two receiver position sets": (lambda m: circuits.path_patching(
+        m, *PAIR, "heads", "logits", _ld, receiver_positions={"a": 1, "b": 2}), ValueError,
+        "receiver_positions takes one set"),
+    "attribution of no kind": (lambda m: circuits.attribution_patching(m, *PAIR, _ld,
+                                                                       kind="heads"),
+                               ValueError, "'heads'"),
+    "qk_fix not a bool": (lambda m: circuits.attribution_patching(m, *PAIR, _ld, qk_fix="yes"),
+                          TypeError, "got 'yes'"),
+    "faithfulness head out of range": (lambda m: circuits.circuit_faithfulness(
+        m, *PAIR, [(0, 9)], _ld), ValueError, "heads [(0, 9)] are out of range"),
+    "faithfulness group of two lengths": (lambda m: circuits.circuit_faithfulness(
+        m, *PAIR, [(0, 1)], _ld), ValueError, "group 0 mixes prompts of [8, 9] tokens"),
+    "ioi of no pairs": (lambda m: ioi.ioi_prompts(0), ValueError, "got 0"),
+    "ioi of an unknown corruption": (lambda m: ioi.ioi_prompts(2, corruption="shuffle"),
+                                     ValueError, "'shuffle'"),
+    "ioi of an unknown order": (lambda m: ioi.ioi_prompts(2, order="AABB"), ValueError,
+                                "'AABB'"),
+}
+
+
+@pytest.mark.parametrize("name", BAD_CIRCUITS)
+def test_bad_circuit_call(lm, name):
+    call, error, fragment = BAD_CIRCUITS[name]
+    before = hook_count(lm.model)
+    _raises(call, error, fragment, lm)
+    assert hook_count(lm.model) == before and not lm.model.training
+
+
+def test_circuits_refuse_encoders_naming_the_decoders():
+    bert = tiny_model("bert", n_layers=2)
+    for method in (circuits.head_patching, circuits.attribution_patching):
+        _raises(method, ValueError, "runs on decoder models (gpt2, gpt_neox", bert, *PAIR, _ld)
+    _raises(circuits.path_patching, ValueError, "path patching runs on decoder models", bert,
+            *PAIR, "heads", "logits", _ld)
+
+
+def test_answers_sharing_a_first_token_warn(lm):
+    """Byte-level tokens: "Ann" and "Anna" both start with "A" (and " Mary" with " ")."""
+    with pytest.warns(UserWarning, match=r"pair\(s\) \[1\] share their first token \('A'"):
+        metric = logit_difference(lm, ["Mary", "Ann"], ["John", "Anna"])
+    assert metric(torch.randn(2, 300))[1] == 0
+
+
+def test_circuits_run_in_bfloat16_and_match_float32():
+    """bf16 weights and activations go through every sweep; the numbers agree with float32's
+    to bf16's precision."""
+    lm32 = tiny_model("llama", n_layers=2)
+    lm16 = tiny_model("llama", n_layers=2)
+    lm16.model.to(torch.bfloat16)
+    for method in (circuits.head_patching, circuits.attribution_patching):
+        a, b = (method(m, *PAIR, _ld).scores for m in (lm32, lm16))
+        assert np.isfinite(b).all()
+        np.testing.assert_allclose(b, a, atol=0.05)
+    a, b = (circuits.path_patching(m, *PAIR, "heads", [(1, 0, "q")], _ld).scores
+            for m in (lm32, lm16))
+    np.testing.assert_allclose(b[0], a[0], atol=0.05)
 
 
 # ------------------------------------------------------------ probes and reporters

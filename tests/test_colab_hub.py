@@ -52,6 +52,10 @@ PARAMETERS = {
                               JUDGE_MODEL=CHAT),
     "09_logit_lens": dict(MODEL=TINY, LAYER_STEP=1, TUNED_STEPS=2, TOKENS_PER_STEP=16, N_KL_TEXTS=4,
                           SEQ_LEN=8, BATCH=2, TOP_HEADS=2, CONTROLS=1),
+    # "swap": the tiny tokenizer splits names into pieces, and only swapped names keep a
+    # corrupted prompt as long as its base prompt
+    "10_ioi_circuit": dict(MODEL=TINY, N_PAIRS=2, CORRUPTION="swap", N_MOVERS=1, N_INHIBITION=1,
+                           TOP_K=2, SWEEP_FROM=0.0),
 }
 
 DOWNLOAD = f"""

@@ -19,6 +19,7 @@ import torch
 import nbtoolkit as nb
 from nbtoolkit.exercises.feedback import FAILED, NOT_DONE, ExerciseFailed, Feedback, captured
 from nbtoolkit.exercises.release import is_check, is_solution, release
+from test_exercises_circuits import WRONG as CIRCUITS_WRONG
 from test_lens_exercises import WRONG as LENS_WRONG  # notebook 09's anticipated mistakes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -747,7 +748,10 @@ WRONG = [  # (exercise, wrong answer, what the feedback must say)
     ("08.3", next_block, "this is the output of block 2"),
     ("08.3", without_gradient, "carry no gradient"),
     *LENS_WRONG,
-]
+] + [  # notebook 10's checks, with the mistakes tests/test_exercises_circuits.py anticipates
+    (number, wrong, message) for check, wrong, message in CIRCUITS_WRONG
+    for number in [{"check_logit_difference": "10.1", "check_patch_head": "10.2",
+                    "check_direct_effect": "10.3"}.get(check)] if number]
 
 
 def test_every_exercise_anticipates_wrong_answers():

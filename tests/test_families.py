@@ -424,6 +424,16 @@ def _run(method, family):
         vector = selfie.direction(lm, ["good day"], ["bad day"], _site(lm, 0))
         assert selfie.steer(lm, "Hi", vector, _site(lm, 0), max_new_tokens=2)
         return vector
+    if method in ("head patching", "path patching", "attribution patching"):
+        from nbtoolkit.circuits import attribution_patching, head_patching, path_patching
+
+        base, source = ["in Spain", "Hi Bob to"], ["in Italy", "Hi Ann to"]
+        metric = lambda logits: logits[:, 65] - logits[:, 66]  # noqa: E731
+        if method == "head patching":
+            return head_patching(lm, base, source, metric, kind="q", layers=[1]).scores[1]
+        if method == "path patching":
+            return path_patching(lm, base, source, [(0, 1)], [(1, 0, "k")], metric).scores
+        return attribution_patching(lm, base, source, metric, kind="v", qk_fix=True).scores
     if method == "explain: heads":
         hq, hk = instruction_shift.head_query_key(lm, 1, 1, instruction_shift.word_vectors(lm, words))
         return hq * hk

@@ -14,6 +14,10 @@ Site names, the same for every family (built by :func:`site_name`, read back by 
     layer.{i}.mlp       MLP output, the term added to the residual           [batch, seq, d_model]
     layer.{i}.attn.heads  per-head attention outputs, the input of the output
                         projection split by head                              [batch, seq, n_heads, d_head]
+    layer.{i}.attn.q/.k/.v  per-head queries, keys, values as the heads read them
+                        (before rotary embeddings; after per-head or whole-
+                        layer query/key norms where those come first), where
+                        the family's table says where (``qkv``, ``qkv_fused``)  [batch, seq, n_heads or n_kv_heads, d_head]
     final_norm          output of the final normalisation                     [batch, seq, d_model]
     logits              the head's output: an LM head's                       [batch, seq, vocab]
                         or a sequence classifier's                            [batch, classes]
@@ -119,6 +123,11 @@ class Family:
     projection: one value vector per neuron), ``mlp_values_norm`` (a norm applied to the MLP
     output before the residual), ``mlp_weights`` (the module holding all the MLP's own weights,
     trained by SelfIE control; on Gemma-3 the ``mlp`` site is the post-norm, not this).
+
+    Per-head queries, keys and values (sites ``layer.{i}.attn.q/.k/.v``): ``qkv`` the three
+    modules whose outputs they are, or ``qkv_fused`` one module whose output holds all three,
+    laid out as ``qkv_layout``: ``"concat"`` (``[q | k | v]`` on the last axis, keys and values
+    with ``n_kv_heads``) or ``"per_head"`` (``[..., head, q | k | v]``, GPT-NeoX).
     """
 
     layers: str
@@ -146,20 +155,24 @@ class Family:
     mlp_values: str | None = None
     mlp_values_norm: str | None = None
     mlp_weights: str | None = "mlp"
+    qkv: tuple[str, str, str] | None = None
+    qkv_fused: str | None = None
+    qkv_layout: str = "concat"
     notes: str = ""  # for the family table (docs/guides/families.md)
     tiny: TinyConfig | None = None
 
 
+_QKV = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
 _LLAMA = Family(layers="layers", final_norm="norm", attn="self_attn", mlp="mlp",
                 heads="self_attn.o_proj", query="self_attn.q_proj", key="self_attn.k_proj",
-                attn_norm="input_layernorm", mlp_values="mlp.down_proj")
+                attn_norm="input_layernorm", mlp_values="mlp.down_proj", qkv=_QKV)
 # Gemma-2/3 and OLMo-2 normalise each sublayer's output before adding it: the sites are those norms
 _POST_NORMED = dict(attn="post_attention_layernorm", mlp="post_feedforward_layernorm",
                     mlp_values_norm="post_feedforward_layernorm")
 # Gemma-2/3: sandwich norms; their tiny heads have their own width and a short sliding window
 _GEMMA = dict(layers="layers", final_norm="norm", heads="self_attn.o_proj", query="self_attn.q_proj",
               key="self_attn.k_proj", attn_norm="input_layernorm", mlp_values="mlp.down_proj",
-              block="sandwich", **_POST_NORMED)
+              block="sandwich", qkv=_QKV, **_POST_NORMED)
 
 
 def _gemma_tiny(config: str) -> TinyConfig:
@@ -182,19 +195,21 @@ _T5_STACK = dict(attn="layer.0.SelfAttention", heads="layer.0.SelfAttention.o",
 # (and tests/test_docs.py checks that the docs' family table, nbtoolkit.tutorials.families, is included).
 FAMILIES: dict[str, Family] = {
     "gpt2": Family(layers="h", final_norm="ln_f", attn="attn", mlp="mlp", heads="attn.c_proj",
-                   norm="layer", positions="wpe", notes="learned positions",
+                   norm="layer", positions="wpe", qkv_fused="attn.c_attn", notes="learned positions",
                    tiny=lambda s: ("GPT2Config", dict(
                        vocab_size=s.vocab, n_embd=s.d_model, n_layer=s.n_layers, n_head=s.heads,
                        n_positions=s.context, bos_token_id=s.ids["bos_token_id"],
                        eos_token_id=s.ids["eos_token_id"]))),
     "gpt_neox": Family(layers="layers", final_norm="final_layer_norm", attn="attention",
                        mlp="mlp", heads="attention.dense", block="parallel", norm="layer",
-                       mlp_values="mlp.dense_4h_to_h",
+                       mlp_values="mlp.dense_4h_to_h", qkv_fused="attention.query_key_value",
+                       qkv_layout="per_head",
                        notes="parallel attention and MLP (`use_parallel_residual`, the default)",
                        tiny=lambda s: ("GPTNeoXConfig", s.common)),
     "gptj": Family(layers="h", final_norm="ln_f", attn="attn", mlp="mlp", heads="attn.out_proj",
                    block="parallel", norm="layer", query="attn.q_proj", key="attn.k_proj",
                    attn_norm="ln_1", mlp_values="mlp.fc_out",
+                   qkv=("attn.q_proj", "attn.k_proj", "attn.v_proj"),
                    notes="attention and MLP read one norm (`ln_1`); EleutherAI/gpt-j-6b",
                    tiny=lambda s: ("GPTJConfig", dict(
                        vocab_size=s.vocab, n_embd=s.d_model, n_layer=s.n_layers, n_head=s.heads,
@@ -204,8 +219,9 @@ FAMILIES: dict[str, Family] = {
                   mlp="fc2", heads="self_attn.out_proj", norm="layer",
                   positions="decoder.embed_positions", position_offset=2,
                   embed_in="decoder.project_in", embed_out="decoder.project_out", flat_mlp=True,
-                  query="self_attn.q_proj", key="self_attn.k_proj", attn_norm="self_attn_layer_norm", mlp_values="fc2",
-                  mlp_weights=None, notes="learned positions, offset 2; OPT-350m: post-norm, projections in and out "
+                  query="self_attn.q_proj", key="self_attn.k_proj", attn_norm="self_attn_layer_norm",
+                  mlp_values="fc2", mlp_weights=None, qkv=_QKV,
+                  notes="learned positions, offset 2; OPT-350m: post-norm, projections in and out "
                         "of the residual, no final norm",
                   tiny=lambda s: ("OPTConfig", dict(
                       {k: v for k, v in s.common.items() if k != "intermediate_size"},
@@ -214,7 +230,7 @@ FAMILIES: dict[str, Family] = {
     "mistral": replace(_LLAMA, tiny=lambda s: ("MistralConfig", dict(s.grouped, sliding_window=None))),
     "mixtral": Family(layers="layers", final_norm="norm", attn="self_attn", mlp="mlp",
                       heads="self_attn.o_proj", query="self_attn.q_proj", key="self_attn.k_proj",
-                      attn_norm="input_layernorm",  # experts' weights are one fused tensor
+                      attn_norm="input_layernorm", qkv=_QKV,  # experts' weights: one fused tensor
                       notes="`mlp` is the whole sparse mixture-of-experts block's output",
                       tiny=lambda s: ("MixtralConfig", dict(s.grouped, num_local_experts=4,
                                                             num_experts_per_tok=2,
@@ -223,18 +239,18 @@ FAMILIES: dict[str, Family] = {
     "qwen3": Family(layers="layers", final_norm="norm", attn="self_attn", mlp="mlp",
                     heads="self_attn.o_proj", query="self_attn.q_proj", key="self_attn.k_proj",
                     attn_norm="input_layernorm", query_norm="self_attn.q_norm",
-                    key_norm="self_attn.k_norm", mlp_values="mlp.down_proj",
+                    key_norm="self_attn.k_norm", mlp_values="mlp.down_proj", qkv=_QKV,
                     notes="per-head query/key norms",
                     tiny=lambda s: ("Qwen3Config", dict(s.grouped, head_dim=s.d_head))),
     "phi": Family(layers="layers", final_norm="final_layernorm", attn="self_attn", mlp="mlp",
                   heads="self_attn.dense", block="parallel", norm="layer",
                   query="self_attn.q_proj", key="self_attn.k_proj", attn_norm="input_layernorm",
                   query_norm="self_attn.q_layernorm", key_norm="self_attn.k_layernorm",
-                  mlp_values="mlp.fc2", notes="parallel attention and MLP; partial rotary",
+                  mlp_values="mlp.fc2", qkv=_QKV, notes="parallel attention and MLP; partial rotary",
                   tiny=lambda s: ("PhiConfig", dict(s.grouped, qk_layernorm=True))),
     "phi3": Family(layers="layers", final_norm="norm", attn="self_attn", mlp="mlp",
                    heads="self_attn.o_proj", attn_norm="input_layernorm",
-                   mlp_values="mlp.down_proj",  # query/key/value fused in one qkv_proj
+                   mlp_values="mlp.down_proj", qkv_fused="self_attn.qkv_proj",
                    notes="fused qkv and gate-up projections",
                    tiny=lambda s: ("Phi3Config", s.grouped)),
     "gemma2": Family(**_GEMMA, notes="sliding windows; soft-capping (`logits` before the final one)",
@@ -242,10 +258,12 @@ FAMILIES: dict[str, Family] = {
     "gemma3": Family(**_GEMMA, query_norm="self_attn.q_norm", key_norm="self_attn.k_norm",
                      notes="sliding windows; per-head query/key norms",
                      tiny=_gemma_tiny("Gemma3TextConfig")),
-    # OLMo-2 has no input norms, and its q/k norms span all heads at once (not per head)
+    # OLMo-2 has no input norms, and its q/k norms span all heads at once (not per head): a
+    # head's query or key is read after the norm, where it no longer depends on other heads
     "olmo2": Family(layers="layers", final_norm="norm", heads="self_attn.o_proj",
                     query="self_attn.q_proj", key="self_attn.k_proj", mlp_values="mlp.down_proj",
                     block="norm-after", **_POST_NORMED,
+                    qkv=("self_attn.q_norm", "self_attn.k_norm", "self_attn.v_proj"),
                     notes="query/key norms over all heads at once",
                     tiny=lambda s: ("Olmo2Config", s.grouped)),
     "bert": replace(_BERT, tiny=lambda s: ("BertConfig", s.encoder)),
@@ -299,10 +317,12 @@ CLASSIFIER = "classifier"  # a sequence-classification head's module (BERT, RoBE
 
 EMBED = "embed"
 STACKS = ("encoder", "decoder")
-KINDS = ("", "in", "attn", "mlp", "attn.heads", "cross_attn")  # "": the block's output
+KINDS = ("", "in", "attn", "mlp", "attn.heads", "cross_attn",  # "": the block's output
+         "attn.q", "attn.k", "attn.v")
+HEAD_INPUTS = ("attn.q", "attn.k", "attn.v")  # per-head queries, keys, values
 # the site kinds a (position × layer) sweep restores or patches, by their method names
 SWEEP_KINDS = {"hidden": "", "mlp": "mlp", "attn": "attn"}
-_LAYER_SITE = re.compile(r"^layer\.(\d+)(?:\.(in|attn|mlp|attn\.heads|cross_attn))?$")
+_LAYER_SITE = re.compile(r"^layer\.(\d+)(?:\.(in|attn|mlp|attn\.heads|attn\.[qkv]|cross_attn))?$")
 _SPECIAL = ("embed", "positions", "final_norm", "logits")
 
 
@@ -469,7 +489,9 @@ def site_names(model: torch.nn.Module) -> list[str]:
     for stack in (STACKS if table.decoder else ("",)):
         t = _stack(model, stack)
         prefix = f"{stack}." if stack else ""
-        kinds = ("in", "attn.heads", "attn") + (("cross_attn",) if t.cross_attn else ()) + ("mlp", "")
+        qkv = HEAD_INPUTS if t.qkv or t.qkv_fused else ()
+        kinds = ("in", *qkv, "attn.heads", "attn") + (("cross_attn",) if t.cross_attn else ()) + \
+            ("mlp", "")
         names.append(prefix + EMBED)
         if _optional(model.base_model, t.positions) is not None:
             names.append("positions")
@@ -489,6 +511,9 @@ class Site:
     ``n_heads`` is set for per-head sites, whose activation is viewed as [batch, seq, n_heads, d_head].
     ``rows_of`` is set when ``module`` runs on flattened rows ``[batch·seq, d]``: the activation is
     viewed as ``[batch, seq, d]``, with batch and sequence sizes read from ``rows_of``'s input.
+    ``fused`` is set when the activation is one part of a fused query/key/value output:
+    ``(layout, part, n_heads, n_kv_heads)`` with ``part`` 0, 1, 2 for queries, keys, values
+    (layouts as :attr:`Family.qkv_layout`).
     """
 
     name: str
@@ -496,6 +521,7 @@ class Site:
     read: str  # "output" or "input"
     n_heads: int | None = None
     rows_of: torch.nn.Module | None = None
+    fused: tuple[str, int, int, int] | None = None
 
 
 _NAMED = re.compile(r"^(?:(encoder|decoder)\.)?(embed|positions|final_norm|logits|layer\..+)$")
@@ -568,11 +594,32 @@ def _named_site(model, table: Family, name: str, stack: str, rest: str) -> Site 
     if kind == "attn.heads":
         return Site(name, block.get_submodule(t.heads), "input",
                     n_heads=config_value(model, "n_heads"))
+    if kind in HEAD_INPUTS:
+        return _head_input_site(model, t, block, name, HEAD_INPUTS.index(kind))
     if kind == "cross_attn" and t.cross_attn is None:
         raise ValueError(f"site {name!r}: only the decoder of an encoder-decoder has "
                          f"cross-attention")
     flat = block if kind == "mlp" and t.flat_mlp else None
     return Site(name, block.get_submodule(getattr(t, kind)), "output", rows_of=flat)
+
+
+def _head_input_site(model, t: Family, block, name: str, part: int) -> Site:
+    """The queries (``part`` 0), keys (1) or values (2) of every head of one block."""
+    heads, kv_heads = config_value(model, "n_heads"), config_value(model, "n_kv_heads")
+    n = heads if part == 0 else kv_heads
+    if t.qkv is not None:
+        return Site(name, block.get_submodule(t.qkv[part]), "output", n_heads=n)
+    if t.qkv_fused is not None:
+        return Site(name, block.get_submodule(t.qkv_fused), "output", n_heads=n,
+                    fused=(t.qkv_layout, part, heads, kv_heads))
+    raise ValueError(f"site {name!r}: the anatomy does not say where this {family_of(model)} "
+                     f"model's per-head queries, keys and values are; families that have them: "
+                     f"{', '.join(families_with_head_inputs())}")
+
+
+def families_with_head_inputs() -> list[str]:
+    """The families with per-head query/key/value sites (``layer.{i}.attn.q/.k/.v``)."""
+    return [name for name, f in FAMILIES.items() if f.qkv or f.qkv_fused]
 
 
 def _optional(root: torch.nn.Module, path: str | None) -> torch.nn.Module | None:

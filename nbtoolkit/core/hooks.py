@@ -76,10 +76,12 @@ def _register(site: Site, fn: Callable[[torch.Tensor], torch.Tensor | None], pre
         return _register_rows(site, fn, prepend)
     if site.read == "output":
         def hook(module, args, output):
-            act = output if torch.is_tensor(output) else _first(output, site)
+            out = output if torch.is_tensor(output) else _first(output, site)
+            act = _heads_of(out, site)
             new = fn(act)
             if new is None or new is act:
                 return None
+            new = _merge_heads(out, new, site)
             return new if torch.is_tensor(output) else (new, *output[1:])
         return site.module.register_forward_hook(hook, prepend=prepend)
 
@@ -95,6 +97,39 @@ def _register(site: Site, fn: Callable[[torch.Tensor], torch.Tensor | None], pre
             return (new, *args[1:]), kwargs
         return args, {**kwargs, "hidden_states": new}
     return site.module.register_forward_pre_hook(pre_hook, with_kwargs=True, prepend=prepend)
+
+
+def _heads_of(out: torch.Tensor, site: Site) -> torch.Tensor:
+    """A per-head output site's view of its module's output ``[batch, seq, width]``:
+    ``[batch, seq, n_heads, d_head]`` (one part of a fused query/key/value output)."""
+    if site.n_heads is None:
+        return out
+    if site.fused is None:
+        return out.unflatten(-1, (site.n_heads, -1))
+    layout, part, heads, kv_heads = site.fused
+    if layout == "per_head":  # [..., head, q | k | v]
+        return out.unflatten(-1, (heads, 3, -1))[..., part, :]
+    d_head = out.shape[-1] // (heads + 2 * kv_heads)  # [q (heads) | k (kv) | v (kv)]
+    start = 0 if part == 0 else (heads + (part - 1) * kv_heads) * d_head
+    return out[..., start:start + site.n_heads * d_head].unflatten(-1, (site.n_heads, d_head))
+
+
+def _merge_heads(out: torch.Tensor, new: torch.Tensor, site: Site) -> torch.Tensor:
+    """The module output with :func:`_heads_of`'s view replaced by ``new`` (a new tensor, so
+    gradients reach ``new``)."""
+    if site.n_heads is None:
+        return new
+    if site.fused is None:
+        return new.flatten(-2)
+    layout, part, heads, kv_heads = site.fused
+    if layout == "per_head":
+        parts = out.unflatten(-1, (heads, 3, -1)).unbind(-2)
+        return torch.stack([new if i == part else p for i, p in enumerate(parts)], -2).flatten(-3)
+    d_head = out.shape[-1] // (heads + 2 * kv_heads)
+    sizes = [heads * d_head, kv_heads * d_head, kv_heads * d_head]
+    parts = list(out.split(sizes, -1))
+    parts[part] = new.flatten(-2)
+    return torch.cat(parts, -1)
 
 
 def _register_rows(site: Site, fn, prepend: bool):
@@ -165,9 +200,12 @@ def capture(lm, sites: str | Iterable[str], *, grad: bool = False):
                 acts[name] = act.detach()
                 return None
             if act.requires_grad:
-                act.retain_grad()
-                acts[name] = act
-                return None
+                # an alias the forward reads from here on: a per-head view is not what the
+                # forward uses, so its own .grad would stay empty
+                alias = act.view_as(act)
+                alias.retain_grad()
+                acts[name] = alias
+                return alias
             leaf = act.detach().requires_grad_(True)
             acts[name] = leaf
             return leaf

@@ -42,10 +42,14 @@ def masked_mean(acts: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (acts * m).sum(1) / m.sum(1)
 
 
-def token_indices(lm, prompt: str, text: str) -> list[int]:
+def token_indices(lm, prompt: str, text: str, start: int | None = None) -> list[int]:
     """Indices of the tokens of ``prompt`` that overlap the first occurrence of ``text``
-    (e.g. the subject ``"Eiffel Tower"`` → the tokens ``" E", "iffel", " Tower"``)."""
-    start = prompt.find(text) if text else -1
+    (e.g. the subject ``"Eiffel Tower"`` → the tokens ``" E", "iffel", " Tower"``), or its
+    occurrence at character ``start``."""
+    if start is None:
+        start = prompt.find(text) if text else -1
+    elif not text or prompt[start:start + len(text)] != text:
+        start = -1
     if start < 0:
         raise ValueError(f"{text!r} does not occur in the prompt {prompt!r}")
     end = start + len(text)

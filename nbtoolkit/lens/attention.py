@@ -43,6 +43,16 @@ class AttentionPatterns:
             raise ValueError(f"layer {layer!r} was not read; layers: {self.layers}")
         return self.weights[self.layers.index(layer)]
 
+    def between(self, layer: int, head: int, query: Sequence[int], key: Sequence[int]) -> torch.Tensor:
+        """Head ``head``'s attention from position ``query[b]`` to position ``key[b]`` of each
+        prompt b (its own token positions; negative ones count from its end), ``[batch]``."""
+        lengths = [len(tokens) for tokens in self.tokens]
+        if not len(query) == len(key) == len(lengths):
+            raise ValueError(f"query and key need one position per prompt ({len(lengths)}), got "
+                             f"{len(query)} and {len(key)}")
+        own = lambda positions: [p % n for p, n in zip(positions, lengths)]  # noqa: E731
+        return self[layer][torch.arange(len(lengths)), head, own(query), own(key)]
+
     def to_frame(self) -> pd.DataFrame:
         """One row per (prompt, layer, head, query, key ≤ query)."""
         frames = []

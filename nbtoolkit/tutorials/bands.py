@@ -115,6 +115,18 @@ HEADLINES: dict[str, dict[str, Headline]] = {
         "logit_kl_mean": Headline("the logit lens's mean KL over the trained block layers, in nats",
                                   "the read-out (final norm, unembedding), LAYER_STEP, N_KL_TEXTS"),
     },
+    "10_ioi_circuit": {
+        "logit_difference": Headline("IOI logit difference logit(IO) − logit(S), mean over pairs",
+                                     "N_PAIRS, which prompts (SEED), the templates and names"),
+        "top_head_effect": Headline("the largest drop of the logit difference from patching one "
+                                    "head's output", "N_PAIRS, the corruption, the model's weights"),
+        "atp_correlation": Headline("Pearson correlation of AtP with the exact head sweep",
+                                    "N_PAIRS, the corruption (how far patches leave the linear "
+                                    "regime), attention saturation"),
+        "faithfulness": Headline("the circuit's share of the logit difference, F(C) / F(M)",
+                                 "N_MOVERS, N_INHIBITION (which heads are kept), the mean "
+                                 "ablation's reference prompts"),
+    },
 }
 
 

@@ -12,6 +12,7 @@ and checks that the others refuse, and tests/test_docs.py that the docs include 
 from __future__ import annotations
 
 from ..ccs import activations
+from ..circuits import attribution as atp, heads as head_patching, paths
 from ..core.anatomy import FAMILIES, MODEL_TYPES
 from ..das import forward
 from ..instruction_shift import attribution, ffn, heads
@@ -29,7 +30,9 @@ def method_support() -> dict[str, list[str]]:
                "attribution": attribution.SUPPORTED_KINDS,
                "SelfIE": interpretation.SUPPORTED_KINDS, "steering": steering.SUPPORTED_KINDS,
                "logit & tuned lens": LENS_KINDS, "DLA": dla.SUPPORTED_KINDS,
-               "attention & induction": attention.SUPPORTED_KINDS}
+               "attention & induction": attention.SUPPORTED_KINDS,
+               "head patching": head_patching.SUPPORTED_KINDS,
+               "path patching": paths.SUPPORTED_KINDS, "attribution patching": atp.SUPPORTED_KINDS}
     support = {"capture & patch": list(FAMILIES)}
     support |= {method: [f for f, t in FAMILIES.items() if t.kind in kinds]
                 for method, kinds in by_kind.items()}

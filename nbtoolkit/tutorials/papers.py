@@ -156,10 +156,49 @@ INDUCTION_HEADS = {  # notebook 09
                     "most of it",
 }
 
-IOI_HEADS = {  # notebook 09: the previous-token heads an induction circuit composes with
-    "source": "Wang et al. 2022, Interpretability in the Wild: a Circuit for Indirect Object "
-              "Identification in GPT-2 small (arXiv 2211.00593), the circuit diagram",
-    "model": "gpt2",
-    "previous_token_heads": [(2, 2), (4, 11)],
-    "induction_heads": [(5, 5), (6, 9)],
+IOI = {  # notebook 10
+    "source": "Wang, Variengien, Conmy, Shlegeris, Steinhardt 2023, Interpretability in the Wild: "
+              "a Circuit for Indirect Object Identification in GPT-2 small (ICLR 2023, arXiv "
+              "2211.00593): §2 (logit difference), §3.1-3.4 and Appendices C, D, F, H, I (the "
+              "heads), §4 (faithfulness), Appendix B (path patching)",
+    "model": "gpt2 (GPT-2 small: 12 layers × 12 heads)",
+    "n_prompts": 100_000,                    # §2: the logit difference's sample
+    "logit_difference": 3.56,                # §2, mean over p_IOI
+    "io_over_s": 0.993,                      # §2: IO's logit above S's
+    "io_probability": 0.49,                  # §2: mean p(IO)
+    "faithfulness": 0.87,                    # §4: F(C) = F(M) − 0.46, "87% of the performance"
+    "faithfulness_gap": 0.46,                # §4: |F(M) − F(C)|
+    "circuit_heads": 26,                     # abstract (the ICLR text says 28 in one place)
+    "heads": {                               # (layer, head); the paper writes them "layer.head"
+        "name mover": [(9, 9), (9, 6), (10, 0)],                              # §3.1
+        "negative name mover": [(10, 7), (11, 10)],                           # §3.1
+        "s-inhibition": [(7, 3), (7, 9), (8, 6), (8, 10)],                    # §3.2
+        "duplicate token": [(0, 1), (3, 0)],                                  # §3.3, App. I
+        "induction": [(5, 5), (6, 9)],                                        # §3.3, App. H
+        "previous token": [(2, 2), (4, 11)],                                  # App. D, H
+        "backup name mover": [(9, 0), (9, 7), (10, 1), (10, 2), (10, 6), (10, 10), (11, 2),
+                              (11, 9)],                                       # App. F
+    },
+    "name_mover_attention_to_io": 0.59,      # §3.1: mean attention of the name movers to IO
+    "s_inhibition_attention_to_s2": 0.51,    # §3.2: mean attention end → S2 of the four heads
+    "backup_drop_after_name_movers_knocked_out": 0.05,  # §3.4: "only 5% drop"
+    "path_patching": "MLPs and layer norms recomputed, every other head frozen (App. B)",
+}
+
+ATP_STAR = {  # notebook 11
+    "source": "Kramár, Lieberum, Shah, Nanda 2024, AtP*: An efficient and scalable method for "
+              "localizing LLM behaviour to components (arXiv 2403.00745), abstract and §3",
+    "model": "Pythia 410M-12B",
+    "cost": "AtP: 2 forwards and 1 backward for every node's estimate, vs one forward per node "
+            "for activation patching",
+    "failure_modes": "false negatives from attention saturation (a softmax whose gradient "
+                     "vanishes) and from cancellation of a node's direct and indirect effects",
+    "qk_fix": "recompute the attention softmax exactly for patched queries and keys, "
+              "linearise only the rest",
+    "graddrop": "repeat the backward with each layer's residual contribution's gradient "
+                "dropped; rank by the mean absolute value of those estimates",
+    "claim": "AtP significantly outperforms all other investigated methods; AtP* gives a further "
+             "significant improvement (fewer false negatives), with a way to bound the "
+             "probability of remaining false negatives",
+    "published": None,                       # the gains are curves per model and task, not one number
 }

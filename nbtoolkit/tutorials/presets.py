@@ -134,6 +134,13 @@ BURNS_MODELS = ("FacebookAI/roberta-large-mnli", "microsoft/deberta-v2-xxlarge-m
                 "EleutherAI/gpt-j-6b", "google-t5/t5-11b", "allenai/unifiedqa-t5-11b",
                 "bigscience/T0pp")  # Burns et al. Table 1's columns
 
+IOI_HEADS = papers.IOI["heads"]  # (layer, head) of each role in GPT-2 small
+
+
+def _heads(kind: str) -> str:
+    return ", ".join(f"{layer}.{head}" for layer, head in IOI_HEADS[kind])
+
+
 #: Every notebook's presets: its cpu parameters and its paper preset (model, data, sizes, sources).
 NOTEBOOKS: dict[str, NotebookPresets] = {
     "00_getting_started": NotebookPresets(
@@ -365,6 +372,30 @@ NOTEBOOKS: dict[str, NotebookPresets] = {
                                        "FLOPs: under a minute); the rest is seconds"),
         differs=("the tuned lens trains on the bundled text (~8,000 tokens, cycled), not the Pile",
                  "4,096 tokens per step instead of 2^18"),
+    ),
+    "10_ioi_circuit": NotebookPresets(
+        paper_name="the IOI circuit in GPT-2 small (Wang et al. 2023)",
+        cpu=dict(MODEL="smollm2-135m-instruct", SEED=0, N_PAIRS=4, CORRUPTION="abc",
+                 N_MOVERS=3, N_INHIBITION=4, TOP_K=10, SWEEP_FROM=0.5),
+        paper=dict(MODEL="gpt2", N_PAIRS=500, N_MOVERS=len(IOI_HEADS["name mover"]),
+                   N_INHIBITION=len(IOI_HEADS["s-inhibition"]), SWEEP_FROM=0.0),
+        sources=dict(MODEL="GPT-2 small (12 layers × 12 heads), the paper's model",
+                     N_PAIRS="500 prompt pairs, a GPU-sized sample (the paper's logit difference "
+                             "averages 100,000 prompts, §2)",
+                     N_MOVERS=f"the name movers {_heads('name mover')} (§3.1)",
+                     N_INHIBITION=f"the S-inhibition heads {_heads('s-inhibition')} (§3.2)",
+                     SWEEP_FROM="every head as a sender (the paper's path-patching sweeps, §3)"),
+        data="IOI prompts from nbtoolkit.tasks.ioi and their p_ABC corruptions (generated, no "
+             "download)",
+        # every head patched at every position (out and q) and two path-patching sweeps of two
+        # passes each: about 6 forwards per head and pair of ~20 tokens
+        estimate=flops_estimate(
+            billions("gpt2"), 6 * 144 * 500 * 20, memory_gb=weights_gb("gpt2") + 4,
+            basis="6 forwards per head and pair (head patching of outputs and queries, two "
+                  "path-patching sweeps of two passes) for 144 heads × 500 pairs of ~20 tokens; "
+                  "AtP's backward and the faithfulness runs are a few more"),
+        differs=("our templates and name pools (nbtoolkit.tasks.ioi), not the paper's",
+                 "500 pairs in every step (the paper: 100,000 prompts for the logit difference)"),
     ),
 }
 
