@@ -4,7 +4,7 @@ The core is imported here; each method is a folder, loaded on first use (``nb.tr
 
 core               load_model, LM, capture, patch, the interventions, site names, tiny_model
 data, tasks        the datasets and the counterfactual tasks
-interchange        activation patching over (position, layer)
+interchange        activation patching over (layer, position)
 tracing            ROME causal tracing
 das                distributed alignment search
 probes             truth probes (CCS, CRC, VINC, a logistic probe): scikit-learn estimators

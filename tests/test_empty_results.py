@@ -174,5 +174,7 @@ def test_tracing_and_sweep_tables_without_cells():
     severed = SeveringResult({s: np.zeros((1, 0)) for s in ("none", "mlp", "attn")}, np.zeros(1),
                              np.ones(1), ["p"], ["s"], [" a"], [0])
     empty_with(severed.to_frame(), SEVERING_COLUMNS)
-    sweep = InterchangeResult(np.zeros((0, 3)), [], "hidden", 0.1, 0.2)
-    empty_with(sweep.to_frame(), ["kind", "position", "token", "layer", "score"])
+    sweep = InterchangeResult(np.zeros((1, 3, 0)), np.zeros(1), np.ones(1), ("layer", "position"),
+                              {"position": []})
+    empty_with(sweep.to_frame(), ["layer", "position", "position_label", "score", "std", "effect",
+                                  "base_score", "source_score"])

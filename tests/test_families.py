@@ -405,7 +405,7 @@ def _run(method, family):
         return causal_trace(lm, PROMPT, SUBJECT, kind="mlp", samples=2, noise=0.3, window=2,
                             positions="last").scores[-1]
     if method == "interchange":
-        return interchange_sweep(lm, "in Spain", "in Italy", lambda p: p[:, 0], layers=[1]).scores
+        return interchange_sweep(lm, "in Spain", "in Italy", lambda p: p[:, 0], layers=[1]).scores[1]
     if method == "DAS":
         base, source = lm.encode(["in Spain", "in Italy"]), lm.encode(["in Italy", "in Spain"])
         data = {"input_ids": base["input_ids"], "source_input_ids": source["input_ids"],

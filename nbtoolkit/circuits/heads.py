@@ -29,7 +29,7 @@ from ..core.hooks import capture
 from ..core.lm import LAST_POSITION
 from ..core.modes import eval_mode
 from ..core.sweeps import (Metric, PositionGroup, SweepResult, check_metric, encode_pairs,
-                           metric_values, position_groups)
+                           metric_values, patch_cells, position_groups)
 from .staged import chunks, entering_streams, staged_forward
 
 SUPPORTED_KINDS = ("decoder",)  # the next token after each prompt
@@ -114,38 +114,7 @@ def _patched(lm, pairs, cells, groups: list[PositionGroup], sites, source_acts, 
         for layer in sorted({c[0] for c in chunk}):
             mine = [(k, head, groups[g].columns) for k, (l, head, g) in enumerate(chunk)
                     if l == layer]
-            interventions[sites[layer]] = patch_heads(source_acts[sites[layer]], mine, n)
+            interventions[sites[layer]] = patch_cells(source_acts[sites[layer]], mine, n)
         logits, _ = staged_forward(lm, pairs, entering, [c[0] for c in chunk], interventions)
         out.append(metric_values(metric, logits, n))
     return torch.cat(out).T.cpu().double().numpy()
-
-
-def patch_heads(source: torch.Tensor, cells: list[tuple[int, int | None, torch.Tensor | None]],
-                n: int):
-    """An intervention for a site ``[rows, width, ...]`` (per-head: ``[rows, width, heads,
-    d_head]``): condition k's rows get ``source``'s head h (``None``: the whole activation) at
-    columns ``cols`` (``[n, k]``; ``None``: all), for each ``(k, h, cols)`` of ``cells``.
-    ``source`` ``[n, width, ...]`` (the same for every condition) or ``[conditions·n, width,
-    ...]`` (one block of rows per condition, read at the condition's own rows)."""
-    width = source.shape[1]
-    rows, columns, heads, pair_rows = [], [], [], []
-    device = source.device
-    for k, head, cols in cells:
-        cols = torch.arange(width, device=device).expand(n, width) if cols is None else cols
-        pair = torch.arange(n, device=device)[:, None].expand_as(cols)
-        rows.append((k * n + pair).reshape(-1))
-        pair_rows.append(pair.reshape(-1))
-        columns.append(cols.reshape(-1))
-        heads.append(torch.full((cols.numel(),), -1 if head is None else head, device=device))
-    rows, columns, heads, pair_rows = map(torch.cat, (rows, columns, heads, pair_rows))
-    whole = bool((heads < 0).all())
-    read = pair_rows if source.shape[0] == n else rows
-
-    def edit(act, ctx):
-        out = act.clone()
-        if whole:
-            out[rows, columns] = source[read, columns].to(act.dtype)
-        else:
-            out[rows, columns, heads] = source[read, columns, heads].to(act.dtype)
-        return out
-    return edit

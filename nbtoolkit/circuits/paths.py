@@ -40,8 +40,8 @@ import torch
 from ..core.anatomy import check_layers, parse_site, require, site_name
 from ..core.modes import eval_mode
 from ..core.sweeps import (Metric, SweepResult, check_metric, encode_pairs, metric_values,
-                           position_groups)
-from .heads import KINDS, MAX_ROWS, patch_heads, run
+                           patch_cells, position_groups)
+from .heads import KINDS, MAX_ROWS, run
 from .staged import chunks, entering_streams, staged_forward
 
 SUPPORTED_KINDS = ("decoder",)
@@ -118,12 +118,12 @@ def _paths(lm, pairs, senders, targets, top, base_acts, source_acts, sender_cols
         patched = [(k, head, sender_cols) for k, s in enumerate(senders)
                    for (l, head) in s if l == layer and head is not None]
         interventions[z] = [_freeze(base_acts[z], n)] + \
-            ([patch_heads(source_acts[z], patched, n)] if patched else [])
+            ([patch_cells(source_acts[z], patched, n)] if patched else [])
         mlp = site_name(layer, "mlp")
         mlps = [(k, None, sender_cols) for k, s in enumerate(senders)
                 for (l, head) in s if l == layer and head is None]
         chain = ([_freeze(base_acts[mlp], n)] if freeze_mlps else []) + \
-            ([patch_heads(source_acts[mlp], mlps, n)] if mlps else [])
+            ([patch_cells(source_acts[mlp], mlps, n)] if mlps else [])
         if chain:
             interventions[mlp] = chain
     entering = entering_streams(lm, pairs.base, set(starts) | ({top} if top < n_layers else set()))
@@ -143,7 +143,7 @@ def _paths(lm, pairs, senders, targets, top, base_acts, source_acts, sender_cols
         full = torch.cat([act, base_inputs[site].repeat(len(senders) - active, 1, 1, 1)])
         heads = [h for l, h, part in targets if site_name(l, KINDS[part]) == site]
         cells = [(k, h, receiver_cols) for k in range(len(senders)) for h in heads]
-        edits[site] = patch_heads(full, cells, n)
+        edits[site] = patch_cells(full, cells, n)
     first = min(parse_site(s)[0] for s in sites)
     entering = entering_streams(lm, pairs.base, [first])
     logits, _ = staged_forward(lm, pairs, entering, [first] * len(senders), edits)

@@ -17,10 +17,9 @@ an int or a list of ints (token positions of each prompt, negative from its end,
 together), ``"each"`` (one result per position; needs prompts of one length) or a dict
 ``{name: position or [one position per pair]}`` (one result per name: IOI's IO, S1, S2, end).
 
-Method-agnostic on purpose: ``interchange_sweep``'s port is ``encode_pairs`` for its prompts
-(one pair), ``position_groups(pairs, "each")`` for its rows and a ``SweepResult`` with
-``axes=("layer", "position")`` and ``labels={"position": tokens}``; a metric over
-probabilities is a metric over ``logits.softmax(-1)``.
+Method-agnostic on purpose: ``interchange_sweep`` (``nbtoolkit.interchange``) and the circuit
+sweeps (``nbtoolkit.circuits``) are written with it; ``patch_cells`` is the one intervention they
+share (each block of batch rows patched from the source at its own columns, and heads).
 """
 
 from __future__ import annotations
@@ -206,6 +205,37 @@ def _columns(pairs: Pairs, per_pair: list[list[int]], what: str) -> torch.Tensor
                              f"prompts have {n} tokens (valid: {-n}..{n - 1})")
         rows.append([pad + (p % n) for p in positions])
     return torch.tensor(rows, device=pairs.base["input_ids"].device)
+
+
+def patch_cells(source: torch.Tensor, cells: list[tuple[int, int | None, torch.Tensor | None]],
+                n: int):
+    """An intervention for a site ``[rows, width, ...]`` (per-head: ``[rows, width, heads,
+    d_head]``): condition k's rows get ``source``'s head h (``None``: the whole activation) at
+    columns ``cols`` (``[n, k]``; ``None``: all), for each ``(k, h, cols)`` of ``cells``.
+    ``source`` ``[n, width, ...]`` (the same for every condition) or ``[conditions·n, width,
+    ...]`` (one block of rows per condition, read at the condition's own rows)."""
+    width = source.shape[1]
+    rows, columns, heads, pair_rows = [], [], [], []
+    device = source.device
+    for k, head, cols in cells:
+        cols = torch.arange(width, device=device).expand(n, width) if cols is None else cols
+        pair = torch.arange(n, device=device)[:, None].expand_as(cols)
+        rows.append((k * n + pair).reshape(-1))
+        pair_rows.append(pair.reshape(-1))
+        columns.append(cols.reshape(-1))
+        heads.append(torch.full((cols.numel(),), -1 if head is None else head, device=device))
+    rows, columns, heads, pair_rows = map(torch.cat, (rows, columns, heads, pair_rows))
+    whole = bool((heads < 0).all())
+    read = pair_rows if source.shape[0] == n else rows
+
+    def edit(act, ctx):
+        out = act.clone()
+        if whole:
+            out[rows, columns] = source[read, columns].to(act.dtype)
+        else:
+            out[rows, columns, heads] = source[read, columns, heads].to(act.dtype)
+        return out
+    return edit
 
 
 # ---------------------------------------------------------------- metrics

@@ -108,7 +108,8 @@ def _interchange_row(student) -> str:
     with patch(lm, {"embed": count}):
         got = call(student, lm, BASE, SOURCE, layer, metric)
     got = tensor(got, "your row of metrics", (n,))
-    want = interchange_sweep(lm, BASE, SOURCE, metric, layers=[layer]).scores[:, 0]
+    on_logits = lambda logits: metric(logits.softmax(-1))  # noqa: E731  interchange_sweep's metrics read logits
+    want = interchange_sweep(lm, BASE, SOURCE, on_logits, layers=[layer]).scores[layer]
     site = site_name(layer)
     everywhere = lambda: np.full(n, metric(interchanged(lm, BASE, SOURCE, site, None)[None]).item())  # noqa: E731
     expect(got, want, [
@@ -119,7 +120,7 @@ def _interchange_row(student) -> str:
          "inside `with nb.patch(...)`"),
         (lambda: want[::-1].copy(), "your row is reversed: entry p is the metric after patching "
                                     "position p, counted from the start"),
-        (lambda: interchange_sweep(lm, SOURCE, BASE, metric, layers=[layer]).scores[:, 0],
+        (lambda: interchange_sweep(lm, SOURCE, BASE, on_logits, layers=[layer]).scores[layer],
          "you patched the base's states into the source run; the base run receives the source's"),
     ], f"your metrics differ from the interchanges at layer {layer}")
     if len(forwards) > 3:

@@ -1,8 +1,8 @@
-"""Interchange interventions (activation patching) over a (position, layer) grid.
+"""Interchange interventions (activation patching) over a (layer, position) grid.
 
     metric = prob_difference(lm, " Rome", " Madrid")
     result = interchange_sweep(lm, base, source, metric, kind="mlp")
-    result.scores        # [n_tokens, n_layers]: the metric with the source's activation there
+    result.scores        # [n_layers, n_tokens]: the metric with the source's activation there
 
 sweep       interchange_sweep, InterchangeResult, prob_difference
 """

@@ -1,105 +1,96 @@
-"""Interchange interventions over a (position, layer) grid: the activation-patching sweep.
+"""Interchange interventions over a (layer, position) grid: the activation-patching sweep, on the
+sweep convention of ``nbtoolkit.core.sweeps`` (the circuit sweeps' too).
 
-For every layer and position, the base run gets the source run's activation at one site
+    result = interchange_sweep(lm, "The capital of Spain is", "The capital of Italy is",
+                               prob_difference(lm, " Rome", " Madrid"), kind="mlp")
+    result.scores        # [n_layers, n_positions]: the metric after patching the source there
+    result.per_pair      # [n_pairs, n_layers, n_positions] for a batch of prompt pairs
+
+For every layer and position, each base prompt gets its source prompt's activation at one site
 (``layer.{i}``, ``layer.{i}.mlp`` or ``layer.{i}.attn``) and a metric of the base run's
-prediction is read: the next-token distribution of a causal LM, the class distribution of a
-sequence classifier (an encoder with an MNLI head). All positions of one layer share one batched
-forward.
+prediction logits is read: the next-token logits of a causal LM, the class logits of a sequence
+classifier (an encoder with an MNLI head). Every position of every pair at one layer shares one
+batched forward.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..core.anatomy import SWEEP_KINDS, require, site_name
+from ..core.anatomy import SWEEP_KINDS, check_layers, require, site_name
 from ..core.hooks import capture, patch
-from ..core.interventions import Set
 from ..core.lm import prediction_logits
+from ..core.modes import eval_mode
+from ..core.sweeps import (Metric, SweepResult, check_metric, encode_pairs, metric_values,
+                           patch_cells, position_groups)
 
 #: The model kinds an interchange sweep runs on: those with a prediction (next token or class).
 SUPPORTED_KINDS = ("decoder", "encoder")
 
 
 @dataclass
-class InterchangeResult:
-    """``scores[position, layer]``: the metric after patching the source activation there."""
+class InterchangeResult(SweepResult):
+    """``scores`` ``[n_layers, n_positions]``: the metric after patching the source's ``kind``
+    activation at (layer, position), the mean over pairs (``per_pair`` ``[n_pairs, n_layers,
+    n_positions]``; layers not swept are NaN); ``tokens`` the first base prompt's tokens."""
 
-    scores: np.ndarray
-    tokens: list[str]
-    kind: str
-    base_score: float
-    source_score: float
-
-    def to_frame(self) -> pd.DataFrame:
-        """One row per (position, layer): ``kind, position, token, layer, score``."""
-        n_pos, n_layers = self.scores.shape
-        return pd.DataFrame({"kind": self.kind, "position": np.repeat(range(n_pos), n_layers),
-                             "token": np.repeat(self.tokens, n_layers),
-                             "layer": np.tile(range(n_layers), n_pos),
-                             "score": self.scores.ravel()})
+    tokens: list[str] = field(default_factory=list)
+    kind: str = "hidden"
 
     def best(self) -> tuple[int, int, float]:
-        """(position, layer, score) of the largest score."""
-        position, layer = np.unravel_index(np.argmax(self.scores), self.scores.shape)
-        return int(position), int(layer), float(self.scores[position, layer])
+        """(layer, position, score) of the largest mean score."""
+        if not np.isfinite(self.scores).any():
+            raise ValueError("this sweep has no scores (no layer or no position was swept)")
+        layer, position = np.unravel_index(np.nanargmax(self.scores), self.scores.shape)
+        return int(layer), int(position), float(self.scores[layer, position])
 
 
-def prob_difference(lm, plus: str, minus: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Metric ``p(plus) − p(minus)`` of the next token, from probabilities ``[batch, vocab]``."""
+def prob_difference(lm, plus: str, minus: str) -> Metric:
+    """Metric ``p(plus) − p(minus)`` of the next token, from logits ``[n_pairs, vocab]``."""
     i, j = lm.token_id(plus), lm.token_id(minus)
-    return lambda probs: probs[:, i] - probs[:, j]
+
+    def metric(logits: torch.Tensor) -> torch.Tensor:
+        probs = logits.float().softmax(-1)
+        return probs[:, i] - probs[:, j]
+    return metric
 
 
 @torch.no_grad()
-def interchange_sweep(lm, base: str, source: str, metric: Callable[[torch.Tensor], torch.Tensor],
-                      kind: str = "hidden", layers=None) -> InterchangeResult:
-    """Patch ``source``'s activation into ``base`` at every (position, layer) of one site kind.
-
-    ``metric(probs [batch, vocab or classes]) -> [batch]``. Both prompts must have the same
-    token count.
-    """
+def interchange_sweep(lm, base, source, metric: Metric, kind: str = "hidden",
+                      layers=None) -> InterchangeResult:
+    """Patch each ``source`` prompt's ``kind`` activation into its ``base`` prompt at every
+    (layer, position). ``base``/``source``: a string or token ids, or lists of them (pair i =
+    ``(base[i], source[i])``, the two of a pair with the same tokens count; all pairs of one
+    length, so that positions line up). ``metric(logits [n_pairs, vocab or classes]) ->
+    [n_pairs]``."""
     require(lm.model, "interchange sweeps", SUPPORTED_KINDS)
     if kind not in SWEEP_KINDS:
         raise ValueError(f"kind must be one of {list(SWEEP_KINDS)}, got {kind!r}")
-    base_batch, source_batch = lm.encode(base), lm.encode(source)
-    n_tokens = base_batch["input_ids"].shape[1]
-    if source_batch["input_ids"].shape[1] != n_tokens:
-        raise ValueError(f"base and source must have the same number of tokens, got {n_tokens} "
-                         f"and {source_batch['input_ids'].shape[1]}: {lm.tokens(base)} vs "
-                         f"{lm.tokens(source)}")
-    layers = list(range(lm.n_layers)) if layers is None else list(layers)
+    pairs = encode_pairs(lm, base, source)
+    groups, _ = position_groups(pairs, "each")
+    layers = sorted(check_layers(lm.model, layers, embed=False))
     sites = [site_name(i, kind) for i in layers]
-    with capture(lm, sites) as source_acts:
-        source_score = _score(metric, _last_probs(lm, source_batch)).item()
-    base_score = _score(metric, _last_probs(lm, base_batch)).item()
-    # one row per position: row p gets the source activation at position p
-    rows = {k: v.expand(n_tokens, -1) for k, v in base_batch.items()}
-    per_row = [[p] for p in range(n_tokens)]
-    scores = np.zeros((n_tokens, len(layers)))
-    for column, site in enumerate(tqdm(sites, desc=f"interchange {kind}", leave=False)):
-        with patch(lm, {site: Set(source_acts[site], at=per_row)}):
-            scores[:, column] = _score(metric, _last_probs(lm, rows)).cpu().numpy()
-    return InterchangeResult(scores, lm.tokens(base), kind, base_score, source_score)
+    n = pairs.n
+    with eval_mode(lm.model):
+        with capture(lm, sites) as source_acts:
+            source_scores = check_metric(metric, _logits(lm, pairs.source))
+        base_scores = check_metric(metric, _logits(lm, pairs.base))
+        rows = pairs.tiled(pairs.base, len(groups))  # block p: every pair, patched at position p
+        cells = [(p, None, group.columns) for p, group in enumerate(groups)]
+        per_pair = np.full((n, lm.n_layers, len(groups)), np.nan)
+        for layer, site in zip(layers, tqdm(sites, desc=f"interchange {kind}", leave=False)):
+            with patch(lm, {site: patch_cells(source_acts[site], cells, n)}):
+                values = metric_values(metric, _logits(lm, rows), n)  # [positions, n]
+            per_pair[:, layer] = values.T.cpu().double().numpy()
+    return InterchangeResult(per_pair, base_scores.cpu().double().numpy(),
+                             source_scores.cpu().double().numpy(), ("layer", "position"),
+                             {"position": [group.label for group in groups]},
+                             method=f"interchange ({kind})", tokens=pairs.tokens[0], kind=kind)
 
 
-def _score(metric, probs: torch.Tensor) -> torch.Tensor:
-    """``metric(probs)``, checked to be one number per row of ``probs`` (a scalar would give
-    every position the same score)."""
-    out = metric(probs)
-    n = probs.shape[0]
-    if not torch.is_tensor(out) or tuple(out.shape) != (n,):
-        got = f"shape {tuple(out.shape)}" if torch.is_tensor(out) else type(out).__name__
-        raise ValueError(f"metric must return one number per row of probs (a tensor of shape "
-                         f"({n},), e.g. probs[:, i] - probs[:, j]), got {got} for probs of shape "
-                         f"{tuple(probs.shape)}")
-    return out
-
-
-def _last_probs(lm, batch) -> torch.Tensor:
-    return prediction_logits(lm.model, batch, purpose="interchange_sweep").float().softmax(-1)
+def _logits(lm, inputs: dict) -> torch.Tensor:
+    return prediction_logits(lm.model, inputs, purpose="interchange_sweep")
