@@ -67,9 +67,15 @@ load_contrast("imdb", n=8)
 """
 
 RUN = """
-import json, resource, sys, time
+import importlib.util, json, resource, sys, time
 from pathlib import Path
 import papermill
+
+# nbtoolkit is not installed in this process: its message-slicing fix is loaded from its file
+spec = importlib.util.spec_from_file_location("execute", sys.argv[4])
+execute = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(execute)
+execute.read_messages_in_slices()
 
 def cpu():
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the kernels, pip
@@ -115,7 +121,8 @@ def run_side_by_side(python: Path, notebooks: Path, env: dict, root: Path, jobs:
     for job in range(jobs):
         share = {name: PARAMETERS[name] for name in order[job::jobs]}
         parameters = write_file(root / f"parameters-{job}.json", json.dumps(share))
-        processes.append(subprocess.Popen([str(python), "-c", RUN, str(notebooks), KERNEL, str(parameters)],
+        processes.append(subprocess.Popen([str(python), "-c", RUN, str(notebooks), KERNEL, str(parameters),
+                                           str(ROOT / "nbtoolkit" / "tutorials" / "execute.py")],
                                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     finished = []
     for process in processes:
