@@ -24,7 +24,8 @@ import torch
 from scipy.stats import pearsonr, spearmanr
 
 import nbtoolkit as nb
-from nbtoolkit.circuits import attribution_patching, circuit_faithfulness, head_patching, path_patching
+from nbtoolkit.circuits import (attribution_patching, circuit_faithfulness, head_patching,
+                                path_patching)
 from nbtoolkit.lens import attention_patterns
 from nbtoolkit.tasks.ioi import ioi_prompts
 

@@ -19,7 +19,8 @@ from sphinx.pycode import ModuleAnalyzer
 GROUPS = [("core", "core: models, sites, capture and patch"), ("data", "data"), ("tasks", "tasks"),
           ("interchange", "interchange"), ("tracing", "tracing"), ("das", "das"),
           ("probes", "probes"), ("ccs", "ccs"), ("instruction_shift", "instruction_shift"),
-          ("selfie", "selfie"), ("lens", "lens"), ("circuits", "circuits"), ("viz", "viz"), ("exercises", "exercises"),
+          ("selfie", "selfie"), ("lens", "lens"), ("circuits", "circuits"), ("viz", "viz"),
+          ("exercises", "exercises"),
           ("tutorials", "tutorials")]
 BY_MODULE = {"viz", "exercises"}  # no __all__ in the __init__: one section per module
 

@@ -47,8 +47,8 @@ def run_notebook(path: Path, out_dir: Path, *, parameters: dict | None = None,
 
     output = out_dir / path.name
     command = [sys.executable, "-m", "nbtoolkit.tutorials.execute", str(path), str(output),
-               "--cwd", str(path.parent), "--kernel", "python3", "--execution-timeout", str(timeout), "--no-progress-bar",
-               "--log-level", "ERROR", "-y", json.dumps(parameters or {})]
+               "--cwd", str(path.parent), "--kernel", "python3", "--execution-timeout", str(timeout),
+               "--no-progress-bar", "--log-level", "ERROR", "-y", json.dumps(parameters or {})]
     start = time.perf_counter()
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
