@@ -122,7 +122,7 @@ def run_side_by_side(python: Path, notebooks: Path, env: dict, root: Path, jobs:
         share = {name: PARAMETERS[name] for name in order[job::jobs]}
         parameters = write_file(root / f"parameters-{job}.json", json.dumps(share))
         processes.append(subprocess.Popen([str(python), "-c", RUN, str(notebooks), KERNEL, str(parameters),
-                                           str(ROOT / "nbtoolkit" / "tutorials" / "execute.py")],
+                                           str(ROOT / "nbtoolkit" / "cli" / "execute.py")],
                                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     finished = []
     for process in processes:

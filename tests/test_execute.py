@@ -1,4 +1,4 @@
-"""nbtoolkit.tutorials.execute: with a channel that misses its wake-up (jupyter/nbclient#312: the
+"""nbtoolkit.cli.execute: with a channel that misses its wake-up (jupyter/nbclient#312: the
 poll sleeps its whole timeout although the message has arrived), a message is still read within
 a slice of its arrival, and no message still raises Empty at the caller's timeout."""
 
@@ -9,7 +9,7 @@ from queue import Empty
 import pytest
 from jupyter_client.channels import AsyncZMQSocketChannel
 
-from nbtoolkit.tutorials import execute
+from nbtoolkit.cli import execute
 
 
 def missing_the_wakeup(arrival: float):

@@ -1,7 +1,7 @@
 """Run tutorial notebooks top to bottom (``make tutorials``, ``make test``,
 :mod:`nbtoolkit.cli.tutorials`).
 
-:func:`run_notebooks` executes notebooks with papermill (:mod:`.execute`), ``jobs`` at a time, each in its own
+:func:`run_notebooks` executes notebooks with papermill (:mod:`nbtoolkit.cli.execute`), ``jobs`` at a time, each in its own
 process with ``cpus // jobs`` threads, longest first; it writes each executed copy and its HTML.
 :func:`write_index` writes ``build/index.html``: each notebook's status, time and result bands,
 and the results tables in ``build/results/``. :func:`notebook_parameters` picks the papermill
@@ -46,7 +46,7 @@ def run_notebook(path: Path, out_dir: Path, *, parameters: dict | None = None,
     from nbconvert import HTMLExporter
 
     output = out_dir / path.name
-    command = [sys.executable, "-m", "nbtoolkit.tutorials.execute", str(path), str(output),
+    command = [sys.executable, "-m", "nbtoolkit.cli.execute", str(path), str(output),
                "--cwd", str(path.parent), "--kernel", "python3", "--execution-timeout", str(timeout),
                "--no-progress-bar", "--log-level", "ERROR", "-y", json.dumps(parameters or {})]
     start = time.perf_counter()

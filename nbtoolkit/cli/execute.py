@@ -1,5 +1,5 @@
 """papermill's command line, with kernel messages read in slices of at most a second:
-``python -m nbtoolkit.tutorials.execute`` takes papermill's arguments (the runner calls it).
+``python -m nbtoolkit.cli.execute`` takes papermill's arguments (the runner calls it).
 
 Why: jupyter_client's asyncio channels can miss the wake-up for a message that has already
 arrived (jupyter/nbclient#312, open): a cell whose widgets send comm messages (our explorers)
