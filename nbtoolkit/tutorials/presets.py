@@ -156,8 +156,8 @@ NOTEBOOKS: dict[str, NotebookPresets] = {
     ),
     "02_causal_tracing": NotebookPresets(
         paper_name="ROME causal tracing (Meng et al. 2022)",
-        cpu=dict(MODEL="smollm2-135m-instruct", N_FACTS=8, POSITIONS="key", SAMPLES=10,
-                 N_SEVER=3, SEED=0, FACT_SUBJECT="PlayStation", USE_ROME_KNOWNS=False),
+        cpu=dict(MODEL="smollm2-135m-instruct", N_FACTS=5, POSITIONS="key", SAMPLES=10,
+                 N_SEVER=2, SEED=0, FACT_SUBJECT="PlayStation", USE_ROME_KNOWNS=False),
         paper=dict(MODEL=papers.ROME["model"], N_FACTS=None, POSITIONS=None, SAMPLES=10,
                    N_SEVER=papers.ROME_SEVERING["n_facts"], USE_ROME_KNOWNS=True),
         sources=dict(MODEL="Meng et al. 2022 §2 (GPT-2 XL, 48 layers)",
@@ -194,7 +194,7 @@ NOTEBOOKS: dict[str, NotebookPresets] = {
     ),
     "04_boundless_das": NotebookPresets(
         paper_name="Boundless DAS, the price-tagging game (Wu et al. 2023)",
-        cpu=dict(MODEL="trained-here", N_TRAIN=24_000, TRAIN_EPOCHS=2, N_PAIRS=2_048, N_DEV=500,
+        cpu=dict(MODEL="trained-here", N_TRAIN=24_000, TRAIN_EPOCHS=2, N_PAIRS=1_024, N_DEV=500,
                  N_TEST=1_000, DAS_EPOCHS=3, SEED=0, LAYERS=None, POSITIONS=[-8, -1]),
         paper=dict(MODEL="sharpbai/alpaca-7b-merged", N_PAIRS=20_000, N_DEV=1_000, N_TEST=1_000,
                    DAS_EPOCHS=3, LAYERS=[0, 5, 10, 15, 20, 25, 30], POSITIONS=list(range(-13, 0))),
@@ -219,7 +219,7 @@ NOTEBOOKS: dict[str, NotebookPresets] = {
         paper_name="CCS, Table 1 (Burns et al. 2022)",
         cpu=dict(MODEL="smollm2-135m-instruct", MODELS=["smollm2-135m-instruct", "gemma-3-270m"],
                  DATASETS=["capitals", "arithmetic", "animals", "comparisons", "sentiment"],
-                 N_EXAMPLES=100, TEMPLATES=[0], TRAIN_FRAC=0.5, SEED=0, CCS_TRIES=4, CCS_EPOCHS=400,
+                 N_EXAMPLES=64, TEMPLATES=[0], TRAIN_FRAC=0.5, SEED=0, CCS_TRIES=4, CCS_EPOCHS=400,
                  N_BOOT=200, ELK_DATASETS=["capitals", "sentiment"], ELK_TEMPLATES=[0, 1]),
         paper=dict(MODEL="EleutherAI/gpt-j-6b",
                    MODELS=list(BURNS_MODELS),
