@@ -82,6 +82,10 @@ BAD_INTERVENTIONS = {
     "Overlay nan value": (lambda: Overlay(torch.full((D,), NAN)), ValueError, "NaN"),
     "at empty list": (lambda: Zero(at=[]), ValueError, "`at` [] selects no position"),
     "at empty rows": (lambda: Zero(at=[[], []]), ValueError, "`at` [[], []] selects no position"),
+    "at empty tensor": (lambda: Zero(at=torch.tensor([], dtype=torch.long)), ValueError,
+                        "selects no position"),
+    "at empty tensor rows": (lambda: Add(torch.ones(D), at=torch.zeros(2, 0, dtype=torch.long)),
+                             ValueError, "selects no position"),
     "at True": (lambda: Zero(at=True), TypeError, "got True"),
     "at False": (lambda: Zero(at=False), TypeError, "got False"),
     "heads empty list": (lambda: Zero(heads=[]), ValueError, "got []"),
@@ -1449,3 +1453,125 @@ def test_untouched_stub_is_still_not_done():
     def residual_at(lm, prompt, layer):
         raise NotImplementedError()
     assert check_residual_at(residual_at).status == "not done yet"
+
+
+# ------------------------------------------------------------ issue 30: positions through every entry point
+
+def _top(lm, batch):
+    """The top model's forward (an encoder-decoder's decoder reads the prompt's ids too)."""
+    with torch.no_grad():
+        if lm.model.config.is_encoder_decoder:
+            return lm.model(**batch, decoder_input_ids=batch["input_ids"])
+        return lm.model(**batch)
+
+
+def _body(lm, batch):
+    with torch.no_grad():
+        return lm.model.base_model(**batch)
+
+
+def _body_mask_by_position(lm, batch):
+    with torch.no_grad():
+        return lm.model.base_model(batch["input_ids"], batch["attention_mask"],
+                                   position_ids=batch["position_ids"])
+
+
+def _encoder(lm, batch):
+    with torch.no_grad():
+        return lm.model.get_encoder()(**batch)
+
+
+def _decoder(lm, batch):
+    """A T5 decoder stack alone, on the batch as its (left-padded) decoder input."""
+    with torch.no_grad():
+        encoded = lm.model.get_encoder()(**batch).last_hidden_state
+        return lm.model.get_decoder()(**batch, encoder_hidden_states=encoded,
+                                      encoder_attention_mask=batch["attention_mask"])
+
+
+# entry point: (family, forward through it, the stack's site prefix)
+POSITION_ENTRY_POINTS = {
+    "llama body": ("llama", _body, ""),
+    "llama body, mask passed by position": ("llama", _body_mask_by_position, ""),
+    "gpt2 body": ("gpt2", _body, ""),
+    "gemma3 body": ("gemma3", _body, ""),
+    "opt body (its LM calls the decoder inside)": ("opt", _body, ""),
+    "bert body": ("bert", _body, ""),
+    "t5 encoder stack": ("t5", _encoder, "encoder."),
+    "t5 decoder stack": ("t5", _decoder, "decoder."),
+}
+STEER = torch.randn(D, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("name", POSITION_ENTRY_POINTS)
+def test_padded_batch_through_each_entry_point_equals_each_prompt_alone(name):
+    """Set(at=[1]) on a left-padded batch through the body (a T5 stack) changes each prompt's
+    token 1, as the top forward does on each prompt alone. Before the fix the body's forward
+    never told the patch its padding (only the top module's did), so the short prompt was
+    patched in its padding."""
+    family, forward, prefix = POSITION_ENTRY_POINTS[name]
+    small = tiny_model(family, n_layers=2)
+    steer, read = {prefix + "layer.0": Set(STEER, at=[1])}, prefix + "layer.1"
+    prompts = ["ab", "abcdef"]
+    with patch(small, steer), capture(small, read) as together:
+        forward(small, small.encode(prompts))
+    for row, prompt in enumerate(prompts):
+        with patch(small, steer), capture(small, read) as alone:
+            _top(small, small.encode(prompt))
+        n = alone[read].shape[1]
+        torch.testing.assert_close(together[read][row, -n:], alone[read][0], atol=1e-5, rtol=0)
+
+
+def _t5_changed(small, batch, site, run):
+    """The columns of each row of ``site`` that Set(at=[1]) changes in ``run(small, batch)``."""
+    with capture(small, site) as clean:
+        run(small, batch)
+    with patch(small, {site: Set(STEER, at=[1])}), capture(small, site) as acts:
+        run(small, batch)
+    diff = (acts[site] != clean[site]).any(-1)
+    return [row.nonzero().flatten().tolist() for row in diff]
+
+
+def test_t5_decoder_of_the_encoders_length_is_not_shifted():
+    """The decoder's ids have no padding: position 1 is column 1 in every row. Before the fix a
+    decoder as long as the left-padded encoder input got the encoder's padding: [[5], [1]]."""
+    small = tiny_model("t5", n_layers=2)
+    batch = small.encode(["ab", "abcdef"])
+    assert _t5_changed(small, batch, "decoder.layer.0", _top) == [[1], [1]]
+    assert _t5_changed(small, batch, "encoder.layer.0", _top) == [[5], [1]]
+
+
+def test_t5_generate_counts_the_encoders_positions():
+    """generate calls the encoder stack itself, not the top model: its padded batch is patched
+    at each prompt's token 1, as each prompt alone (before the fix: at column 1, in padding)."""
+    small = tiny_model("t5", n_layers=2)
+    steer, read = {"encoder.layer.0": Set(STEER, at=[1])}, "encoder.layer.1"
+    prompts = ["ab", "abcdef"]
+    with patch(small, steer), capture(small, read) as together:
+        small.model.generate(**small.encode(prompts), max_new_tokens=2)
+    for row, prompt in enumerate(prompts):
+        with patch(small, steer), capture(small, read) as alone:
+            small.model.generate(**small.encode(prompt), max_new_tokens=2)
+        n = alone[read].shape[1]
+        torch.testing.assert_close(together[read][row, -n:], alone[read][0], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["llama", "t5"])
+def test_forward_after_generate_counts_from_position_0(family):
+    """Under one patch, a generate then a plain body (encoder) forward: the forward's token 1 is
+    patched. Before the fix it kept the last decoding step's offset and patched nothing."""
+    small = tiny_model(family, n_layers=2)
+    prefix, forward = ("encoder.", _encoder) if family == "t5" else ("", _body)
+    site = prefix + "layer.0"
+    batch = small.encode(["ab", "abcdef"])
+    with capture(small, site) as clean:
+        forward(small, batch)
+    prompts = ["ab", "abcdef"]
+    with patch(small, {site: Set(STEER, at=[1])}), capture(small, site) as acts:
+        if family == "t5":
+            small.model.generate(**small.encode(prompts), max_new_tokens=3, min_new_tokens=3)
+        else:
+            small.generate(prompts, max_new_tokens=3, min_new_tokens=3)
+        forward(small, batch)
+    changed = (acts[site] != clean[site]).any(-1)
+    assert [row.nonzero().flatten().tolist() for row in changed] == [[5], [1]]

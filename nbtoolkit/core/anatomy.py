@@ -112,6 +112,8 @@ class Family:
     embeddings to ``d_model`` (OPT-350m); ``embed_out`` its projection back, between the final
     norm and the LM head (:func:`readout`); ``flat_mlp`` the MLP runs on ``[batch·seq, d]`` rows
     (OPT); ``first_block_out`` a module that rewrites block 0's output (DeBERTa-v2's convolution).
+    ``stack``: the module whose forward takes the attention mask and runs the blocks, every time
+    (``""``: the body itself; OPT's LM calls its ``decoder`` without the body; T5's two stacks).
 
     ``notes``: what a reader of the family table (docs/guides/families.md) should know. ``tiny``: the config of
     the family's tiny test model, ``sizes -> (transformers config class name, keyword arguments)``
@@ -147,6 +149,7 @@ class Family:
     embed_out: str | None = None
     flat_mlp: bool = False
     first_block_out: str | None = None
+    stack: str = ""
     query: str | None = None
     key: str | None = None
     attn_norm: str | None = None
@@ -216,6 +219,7 @@ FAMILIES: dict[str, Family] = {
                        n_positions=s.context, rotary_dim=s.d_head // 2, tie_word_embeddings=False,
                        **s.ids))),
     "opt": Family(layers="decoder.layers", final_norm="decoder.final_layer_norm", attn="self_attn",
+                  stack="decoder",
                   mlp="fc2", heads="self_attn.out_proj", norm="layer",
                   positions="decoder.embed_positions", position_offset=2,
                   embed_in="decoder.project_in", embed_out="decoder.project_out", flat_mlp=True,
@@ -283,10 +287,10 @@ FAMILIES: dict[str, Family] = {
                               pos_att_type=["p2c", "c2p"], position_biased_input=False,
                               conv_kernel_size=3, norm_rel_ebd="layer_norm", type_vocab_size=0))),
     "t5": Family(layers="encoder.block", final_norm="encoder.final_layer_norm",
-                 mlp="layer.1.DenseReluDense", kind="encoder-decoder", **_T5_STACK,
+                 mlp="layer.1.DenseReluDense", kind="encoder-decoder", stack="encoder", **_T5_STACK,
                  decoder=Family(layers="decoder.block", final_norm="decoder.final_layer_norm",
                                 cross_attn="layer.1.EncDecAttention", mlp="layer.2.DenseReluDense",
-                                kind="encoder-decoder", **_T5_STACK),
+                                kind="encoder-decoder", stack="decoder", **_T5_STACK),
                  notes="relative positions; sites `encoder.layer.{i}…`, `decoder.layer.{i}…`, "
                        "`decoder.layer.{i}.cross_attn`",
                  tiny=lambda s: ("T5Config", dict(
@@ -392,6 +396,21 @@ def hf_model(model) -> torch.nn.Module:
         raise TypeError(f"expected an nbtoolkit LM, a Hugging Face model or a torch.nn.Module, "
                         f"got {type(model).__name__}")
     return model
+
+
+def stacks(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The modules whose forward takes a sequence's attention mask and runs its blocks, whichever
+    entry point the user calls (:attr:`Family.stack`): the body, OPT's decoder, T5's encoder and
+    decoder (``generate`` calls the encoder itself). Outside the table: an encoder-decoder's
+    ``get_encoder()`` and ``get_decoder()``, else the body; a plain torch module is its own."""
+    body = getattr(model, "base_model", model)
+    table = FAMILIES.get(family_of(model))
+    if table is not None:
+        found = [_optional(body, t.stack) if t.stack else body for t in (table, table.decoder) if t]
+        return [module for module in found if module is not None]
+    if getattr(getattr(model, "config", None), "is_encoder_decoder", False):
+        return [model.get_encoder(), model.get_decoder()]
+    return [body]
 
 
 def family_of(model: torch.nn.Module) -> str:

@@ -14,16 +14,22 @@ module, so a capture sees the patched value; among patches, the most recently en
 Generation: a HF ``generate`` call runs a prompt (prefill) pass and then one pass per new token
 over that token only. ``patch(..., prompt_only=True)`` changes the prompt pass only; the default
 changes every pass (positions are absolute: see ``nbtoolkit.core.interventions``).
+
+Positions are counted in the forward of the stack a site belongs to, from that stack's own
+attention mask (left padding) and KV cache (offset): the body of a one-stack model, or the encoder
+or decoder stack of an encoder-decoder (:func:`~nbtoolkit.core.anatomy.stacks`). So the top model,
+its body (``lm.model.model(...)``), a T5 stack called alone and ``generate`` count them alike.
 """
 
 from __future__ import annotations
 
+import inspect
 from contextlib import contextmanager
 from typing import Callable, Iterable, Mapping
 
 import torch
 
-from .anatomy import Site, hf_model, resolve_site
+from .anatomy import Site, hf_model, resolve_site, stacks
 from .interventions import PatchContext
 from .kv_cache import cache_in
 
@@ -36,13 +42,15 @@ def resolve_sites(lm, sites: Iterable[str]) -> list[Site]:
 
 
 class _PassTracker:
-    """Reads, before each top-level forward, the absolute position of its first token and the
-    left padding of each row (from the attention mask)."""
+    """Reads, before each forward of a stack (:func:`~nbtoolkit.core.anatomy.stacks`), the
+    absolute position of its first token and the left padding of each row (from the attention
+    mask). The sites inside a stack run while its forward is the last one entered."""
 
     def __init__(self, prompt_only: bool = False):
         self.offset, self.prompt_only, self.pads, self.width = 0, prompt_only, None, 0
 
     def __call__(self, module, args, kwargs):
+        kwargs = _named_arguments(module, args, kwargs)
         if self.prompt_only and kwargs.get("use_cache") is False:
             # without a KV cache every step re-runs the whole sequence: no pass is "the prompt's"
             raise ValueError("patch(..., prompt_only=True) needs the KV cache; do not pass "
@@ -60,6 +68,17 @@ class _PassTracker:
         mask = kwargs.get("attention_mask")
         self.pads = left_padding(mask)
         self.width = mask.shape[-1] if self.pads else 0
+
+
+def _named_arguments(module, args: tuple, kwargs: dict) -> dict:
+    """A forward's keyword arguments and its positional ones by name (an attention mask may be
+    passed positionally)."""
+    if not args:
+        return kwargs
+    try:
+        return {**inspect.signature(module.forward).bind_partial(*args).arguments, **kwargs}
+    except TypeError:
+        return kwargs
 
 
 def left_padding(mask: torch.Tensor | None) -> tuple[int, ...] | None:
@@ -249,7 +268,7 @@ def patch(lm, interventions: Mapping[str, Callable], *, prompt_only: bool = Fals
         def run(act):
             if prompt_only and tracker.offset > 0:
                 return None
-            # the mask's padding holds for the sites of its own sequence (not a T5 decoder's)
+            # a guard: the stack's mask covers its sequence, cached tokens included
             fits = tracker.pads and tracker.width == tracker.offset + act.shape[1] and \
                 len(tracker.pads) == act.shape[0]
             pads = tracker.pads if fits else None
@@ -266,7 +285,8 @@ def patch(lm, interventions: Mapping[str, Callable], *, prompt_only: bool = Fals
         return run
 
     try:
-        handles.append(hf_model(lm).register_forward_pre_hook(tracker, with_kwargs=True))
+        for stack in stacks(hf_model(lm)):
+            handles.append(stack.register_forward_pre_hook(tracker, with_kwargs=True))
         for site in resolved:
             handles.append(_register(site, runner(site.name), prepend=True))
         yield

@@ -210,7 +210,9 @@ class Intervention:
         if isinstance(at, bool):
             raise TypeError(f"`at` must be an int, a list of ints, a slice, one list per batch "
                             f"row or None, got {at!r}")
-        if isinstance(at, (list, tuple)) and all(isinstance(r, (list, tuple)) and not r for r in at):
+        empty_tensor = torch.is_tensor(at) and at.numel() == 0
+        if empty_tensor or isinstance(at, (list, tuple)) and \
+                all(isinstance(r, (list, tuple)) and not r for r in at):
             raise ValueError(f"`at` {at!r} selects no position, so the patch would change nothing; "
                              f"give positions, or at=None for every position")
         self.at = at
