@@ -182,7 +182,7 @@ def _direct_effect(student) -> str:
 
 def check_false_negatives(false_negative_rate) -> Feedback | None:
     """Exercise 11.1: ``false_negative_rate(estimate, exact, k)``: the fraction of the exact top
-    k sites (largest |effect|) that are not among the estimate's top k."""
+    k sites (largest absolute effect) that are not among the estimate's top k."""
     return run_check("11.1", false_negative_rate, _false_negatives)
 
 
