@@ -58,10 +58,13 @@ def test_numbers_inside_hold_and_outside_fail_naming_the_number_band_and_cause(t
                                               status="outside", what="DAS IIA of YZ")
 
 
-def test_a_number_without_a_measured_band_is_shown_as_such(tmp_path, monkeypatch):
+def test_a_number_without_a_measured_band_fails_naming_make_bands(tmp_path, monkeypatch):
     monkeypatch.setenv("NBTOOLKIT_BANDS", str(bands_file(tmp_path, {"task_accuracy": 0.99})))
-    check = check_bands(cpu_preset(), DAS_VALUES).verify()
+    check = check_bands(cpu_preset(), DAS_VALUES)
     assert list(check.to_frame().status) == ["held"] + ["no band measured"] * 4
+    with pytest.raises(OutOfBand, match=r"das_iia_wx = 0.96 has no measured band \(DAS IIA of WX\): "
+                                        r"make bands ONLY=03 measures it"):
+        check.verify()
 
 
 def test_other_sizes_models_presets_and_recording_are_not_checked(tmp_path, monkeypatch):
@@ -103,8 +106,8 @@ def test_every_reproduction_checks_its_headline_numbers_and_saves_the_check(note
     assert keys == set(HEADLINES[notebook])
     saved = after.index(f'save_results("{notebook}", table, bands=bands')
     assert after.index("bands.verify()") > saved  # saved first, so a failing run keeps its numbers
-    measured = load_bands().get(notebook, {})  # 02-08: not measured yet (see the README)
-    assert set(measured) <= set(HEADLINES[notebook])
+    measured = load_bands()[notebook]
+    assert set(measured) == set(HEADLINES[notebook])
     for number, band in measured.items():
         assert (band["low"], band["high"]) == pytest.approx(band_of(band["runs"])), number
         assert len(band["runs"]) == len(RUNS)
@@ -112,8 +115,7 @@ def test_every_reproduction_checks_its_headline_numbers_and_saves_the_check(note
 
 def test_every_reproduction_notebook_has_headlines():
     reproductions = {p.stem for p in (ROOT / "notebooks").glob("*.ipynb")} - {"00_getting_started"}
-    assert set(HEADLINES) == reproductions
-    assert set(load_bands(BANDS_FILE)) <= reproductions
+    assert set(HEADLINES) == reproductions == set(load_bands(BANDS_FILE))
 
 
 def pushed_notebook(folder: Path, iia_yz: float) -> Path:

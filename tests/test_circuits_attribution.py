@@ -67,8 +67,8 @@ def test_positions_split_the_estimate(lm):
     named = attribution_patching(lm, BASE, SOURCE, metric, kind="mlp",
                                  positions={"name": [15, 7], "end": [-1, -1]})
     assert named.axes == ("layer", "position") and named.scores.shape == (lm.n_layers, 2)
-    each = attribution_patching(lm, BASE[:1], SOURCE[:1], metric, kind="resid", positions="each")
-    whole = attribution_patching(lm, BASE[:1], SOURCE[:1], metric, kind="resid")
+    each = attribution_patching(lm, BASE[:1], SOURCE[:1], metric, kind="hidden", positions="each")
+    whole = attribution_patching(lm, BASE[:1], SOURCE[:1], metric, kind="hidden")
     # first-order terms add up: the positions' estimates sum to the whole layer's
     np.testing.assert_allclose(each.effects().sum(-1), whole.effects(), atol=1e-10)
 

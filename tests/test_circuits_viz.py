@@ -8,7 +8,8 @@ import pytest
 from nbtoolkit import tiny_model
 from nbtoolkit.circuits import HeadPatchingResult
 from nbtoolkit.lens import attention_patterns
-from nbtoolkit.viz.circuits import HeadExplorer, atp_scatter, head_grid, pattern_figure, pattern_source
+from nbtoolkit.viz.circuits import (AttributionExplorer, HeadExplorer, atp_scatter, head_grid,
+                                    pattern_figure, pattern_source)
 
 
 def result(seed=0, shape=(3, 4)):
@@ -71,3 +72,17 @@ def test_pattern_source_reads_the_models_attention():
     assert np.allclose(np.triu(pattern, 1), 0)  # causal
     plt.close(pattern_figure(pattern, tokens))
     assert lm.model.config._attn_implementation != "eager"  # put back
+
+
+def test_attribution_explorer_shows_the_chosen_kinds_scatter_and_agreement():
+    compared = {"out": (result(1), result(0)), "q": (result(3, (2, 4)), result(2, (2, 4)))}
+    explorer = AttributionExplorer(compared, k=3)
+    assert explorer.kind == "out"
+    explorer.menu.value = "q"
+    assert explorer.kind == "q"
+    points = explorer.figure.axes[0].collections[0].get_offsets()
+    np.testing.assert_allclose(points[:, 1], compared["q"][0].effects().ravel())
+    assert explorer.caption.value.startswith("q: 8 sites, Pearson")
+    with pytest.raises(ValueError, match="compared is empty"):
+        AttributionExplorer({})
+    plt.close("all")

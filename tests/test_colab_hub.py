@@ -55,7 +55,8 @@ PARAMETERS = {
     # "swap": the tiny tokenizer splits names into pieces, and only swapped names keep a
     # corrupted prompt as long as its base prompt
     "10_ioi_circuit": dict(MODEL=TINY, N_PAIRS=2, CORRUPTION="swap", N_MOVERS=1, N_INHIBITION=1,
-                           TOP_K=2, SWEEP_FROM=0.0),
+                           TOP_K=2, SWEEP_FROM=0.0, SECOND_MODEL=None),
+    "11_attribution_patching": dict(MODEL=TINY, N_PAIRS=2, CORRUPTION="swap", TOP_K=2),
 }
 
 DOWNLOAD = f"""

@@ -748,10 +748,11 @@ WRONG = [  # (exercise, wrong answer, what the feedback must say)
     ("08.3", next_block, "this is the output of block 2"),
     ("08.3", without_gradient, "carry no gradient"),
     *LENS_WRONG,
-] + [  # notebook 10's checks, with the mistakes tests/test_exercises_circuits.py anticipates
+] + [  # notebooks 10 and 11's checks, with the mistakes tests/test_exercises_circuits.py anticipates
     (number, wrong, message) for check, wrong, message in CIRCUITS_WRONG
     for number in [{"check_logit_difference": "10.1", "check_patch_head": "10.2",
-                    "check_direct_effect": "10.3"}.get(check)] if number]
+                    "check_direct_effect": "10.3", "check_false_negatives": "11.1",
+                    "check_atp_estimate": "11.2", "check_qk_fixed": "11.3"}.get(check)] if number]
 
 
 def test_every_exercise_anticipates_wrong_answers():

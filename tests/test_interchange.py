@@ -56,3 +56,22 @@ def test_sweep_refuses_prompts_of_different_length(tiny_llama):
     with pytest.raises(ValueError, match="returned a scalar"):
         interchange_sweep(tiny_llama, "ab", "ac", lambda logits: logits[:, 0].mean())
     assert torch.is_tensor(metric(torch.zeros(2, tiny_llama.model.config.vocab_size)))
+
+
+def test_named_positions_sweep_prompts_of_different_lengths(tiny):
+    base, source = ["in Spain", "off to Paris"], ["in Italy", "off to Tokyo"]
+    metric = prob_difference(tiny, "R", "M")
+    named = {"second": [1, 1], "third from the end": [-3, -3]}
+    result = interchange_sweep(tiny, base, source, metric, kind="mlp", positions=named)
+    assert result.axes == ("layer", "position") and result.labels["position"] == list(named)
+    for pair, (b, s) in enumerate(zip(base, source)):  # each pair alone, unpadded
+        n = len(tiny.tokens(b))
+        for layer in range(tiny.n_layers):
+            site = f"layer.{layer}.mlp"
+            with capture(tiny, site) as acts:
+                tiny.model(**tiny.encode(s))
+            for g, at in enumerate(named.values()):
+                with patch(tiny, {site: Set(acts[site], at=[at[pair] % n])}):
+                    probs = tiny.next_token_probs(b)
+                want = (probs[0, tiny.token_id("R")] - probs[0, tiny.token_id("M")]).item()
+                assert result.per_pair[pair, layer, g] == pytest.approx(want, abs=1e-6)

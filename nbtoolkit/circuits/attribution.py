@@ -8,9 +8,10 @@ one backward.
 
 The estimate of patching site ``a`` at positions P is ``Σ_{t∈P} (a_source[t] − a_base[t]) ·
 ∂metric/∂a[t]`` (the gradient in the base run), so ``.scores`` = base score + estimate is the
-exact sweep's ``.scores`` to first order. Kinds: ``"resid"`` (the block's output ``layer.{i}``),
-``"attn"``, ``"mlp"`` (``[n_layers]``, or ``[n_layers, n_positions]`` per position), and the
-heads' ``"out"``, ``"q"``, ``"k"``, ``"v"`` (``[n_layers, n_heads]``, as ``head_patching``).
+exact sweep's ``.scores`` to first order. Kinds: ``interchange_sweep``'s ``"hidden"`` (the
+block's output ``layer.{i}``), ``"attn"``, ``"mlp"`` (``[n_layers]``, or ``[n_layers,
+n_positions]`` per position), and the heads' ``"out"``, ``"q"``, ``"k"``, ``"v"`` (``[n_layers,
+n_heads]``, as ``head_patching``).
 
 AtP*'s two fixes, both options:
 
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..core.anatomy import require, site_name
+from ..core.anatomy import SWEEP_KINDS, require, site_name
 from ..core.hooks import patch
 from ..core.lm import LAST_POSITION
 from ..core.modes import eval_mode
@@ -45,8 +46,7 @@ from .heads import KINDS as HEAD_KINDS, run
 from .staged import entering_streams, staged_forward
 
 SUPPORTED_KINDS = ("decoder",)
-SITE_KINDS = {"resid": "", "attn": "attn", "mlp": "mlp",
-              **{kind: site for kind, site in HEAD_KINDS.items()}}
+SITE_KINDS = {**SWEEP_KINDS, **HEAD_KINDS}
 
 
 @dataclass
@@ -67,7 +67,7 @@ class AttributionResult(SweepResult):
 def attribution_patching(lm, base, source, metric: Metric, *, kind="out", positions="all",
                          qk_fix: bool = False, grad_drop: bool = False):
     """AtP estimates of patching ``source`` into ``base`` at every site of ``kind`` (one of
-    ``"resid"``, ``"attn"``, ``"mlp"``, ``"out"``, ``"q"``, ``"k"``, ``"v"``, or a tuple of them:
+    ``"hidden"``, ``"attn"``, ``"mlp"``, ``"out"``, ``"q"``, ``"k"``, ``"v"``, or a tuple of them:
     then a dict of results from the same forwards and backward) at ``positions`` (as
     ``head_patching``). ``qk_fix``/``grad_drop``: AtP*'s fixes (module docstring)."""
     require(lm.model, "attribution patching", SUPPORTED_KINDS)

@@ -22,10 +22,14 @@ from ..tutorials.presets import NOTEBOOKS
 from ..tutorials.runner import NotebookRun, child_env, longest_first, run_notebook
 from .tutorials import notebook_paths
 
-TWO_THREADS = {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+def threads(n: int) -> dict:
+    """The environment that gives a run ``n`` threads, whatever ``--jobs`` is."""
+    return {"OMP_NUM_THREADS": str(n), "MKL_NUM_THREADS": str(n)}
+
+
 # (label, parameters, environment) of each run: SEED = 0 as make test runs it (one thread), then
 # SEED = 1 (a notebook without a seed keeps its own run) on two threads.
-RUNS = [("seed-0", {"SEED": 0}, {}), ("seed-1-two-threads", {"SEED": 1}, TWO_THREADS)]
+RUNS = [("seed-0", {"SEED": 0}, threads(1)), ("seed-1-two-threads", {"SEED": 1}, threads(2))]
 CELL_TIMEOUT = 3600  # seconds a cell may take (runs side by side on a busy machine are slow)
 
 

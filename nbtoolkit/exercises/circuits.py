@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..circuits import attribution_patching, head_patching, path_patching
+from ..circuits.agreement import false_negative_rate, top_k
 from ..core.anatomy import site_name
 from ..core.hooks import capture, patch
 from ..core.interventions import Set
@@ -186,11 +187,6 @@ def check_false_negatives(false_negative_rate) -> Feedback | None:
     return run_check("11.1", false_negative_rate, _false_negatives)
 
 
-def _top(values: np.ndarray, k: int, signed: bool = False) -> set:
-    key = values if signed else np.abs(values)
-    return set(np.argsort(-key.ravel(), kind="stable")[:k].tolist())
-
-
 def _false_negatives(student) -> str:
     rng = np.random.default_rng(3)
     exact = rng.normal(size=(6, 5))
@@ -198,15 +194,16 @@ def _false_negatives(student) -> str:
     estimate = exact + rng.normal(scale=0.8, size=exact.shape)
     estimate[0, 1] = 0.01  # a false negative: AtP misses it
     k = 5
-    want = len(_top(exact, k) - _top(estimate, k)) / k
+    want = false_negative_rate(estimate, exact, k)
     got = number(call(student, estimate.copy(), exact.copy(), k), "your false-negative rate")
+    signed = lambda x: set(np.argsort(-x.ravel(), kind="stable")[:k].tolist())  # noqa: E731
+    missed = top_k(exact.ravel(), k) - top_k(estimate.ravel(), k)
     expect(got, want, [
-        (lambda: len(_top(exact, k, True) - _top(estimate, k, True)) / k,
+        (lambda: len(signed(exact) - signed(estimate)) / k,
          "you ranked by signed effect; rank by |effect|: a patch that lowers the metric a lot "
          "matters as much as one that raises it"),
-        (lambda: float(len(_top(exact, k) - _top(estimate, k))),
-         "this is a count; divide by k for the rate"),
-        (lambda: 1 - len(_top(exact, k) - _top(estimate, k)) / k,
+        (lambda: float(len(missed)), "this is a count; divide by k for the rate"),
+        (lambda: 1 - len(missed) / k,
          "this is the fraction found (the recall); false negatives are the ones missed"),
     ], "your rate is not the share of the exact top k missing from the estimate's top k",
         rtol=0, atol=1e-9)

@@ -5,6 +5,7 @@ sweep convention of ``nbtoolkit.core.sweeps`` (the circuit sweeps' too).
                                prob_difference(lm, " Rome", " Madrid"), kind="mlp")
     result.scores        # [n_layers, n_positions]: the metric after patching the source there
     result.per_pair      # [n_pairs, n_layers, n_positions] for a batch of prompt pairs
+    interchange_sweep(lm, data.prompts, data.corrupted, data.metric(lm), positions=data.positions(lm))
 
 For every layer and position, each base prompt gets its source prompt's activation at one site
 (``layer.{i}``, ``layer.{i}.mlp`` or ``layer.{i}.attn``) and a metric of the base run's
@@ -61,17 +62,19 @@ def prob_difference(lm, plus: str, minus: str) -> Metric:
 
 @torch.no_grad()
 def interchange_sweep(lm, base, source, metric: Metric, kind: str = "hidden",
-                      layers=None) -> InterchangeResult:
+                      layers=None, positions="each") -> InterchangeResult:
     """Patch each ``source`` prompt's ``kind`` activation into its ``base`` prompt at every
     (layer, position). ``base``/``source``: a string or token ids, or lists of them (pair i =
-    ``(base[i], source[i])``, the two of a pair with the same tokens count; all pairs of one
-    length, so that positions line up). ``metric(logits [n_pairs, vocab or classes]) ->
-    [n_pairs]``."""
+    ``(base[i], source[i])``, the two of a pair with the same tokens count). ``positions``:
+    ``"each"`` (every position; all pairs of one length, so that positions line up) or a dict
+    ``{name: position per pair}`` (prompts of any lengths; e.g. ``data.positions(lm)``), or
+    one patch (``"all"``, ``"last"``, ints): the position axis of ``scores``.
+    ``metric(logits [n_pairs, vocab or classes]) -> [n_pairs]``."""
     require(lm.model, "interchange sweeps", SUPPORTED_KINDS)
     if kind not in SWEEP_KINDS:
         raise ValueError(f"kind must be one of {list(SWEEP_KINDS)}, got {kind!r}")
     pairs = encode_pairs(lm, base, source)
-    groups, _ = position_groups(pairs, "each")
+    groups, _ = position_groups(pairs, positions)
     layers = sorted(check_layers(lm.model, layers, embed=False))
     sites = [site_name(i, kind) for i in layers]
     n = pairs.n

@@ -50,6 +50,7 @@ class Headline:
 
 _TRAINING = "the training schedule or sizes of the preset, the optimiser, the model's initialisation"
 _TRACING = "the noise level (3σ), the facts kept by filter_known, the restoration window, the model's weights"
+_ATP = "N_PAIRS, which prompts (SEED), the corruption (how far patches leave the linear regime)"
 
 # notebook -> number -> Headline: the numbers each reproduction checks (bands.json holds their bands)
 HEADLINES: dict[str, dict[str, Headline]] = {
@@ -127,6 +128,17 @@ HEADLINES: dict[str, dict[str, Headline]] = {
                                  "N_MOVERS, N_INHIBITION (which heads are kept), the mean "
                                  "ablation's reference prompts"),
     },
+    "11_attribution_patching": {
+        "out_correlation": Headline("Pearson correlation of AtP with exact patching, head outputs",
+                                    _ATP),
+        "q_correlation": Headline("the same for queries (plain AtP)", _ATP + ", attention saturation"),
+        "q_fixed_correlation": Headline("the same with AtP*'s QK fix",
+                                        "the QK fix (circuits.attribution._qk_fixed), " + _ATP),
+        "out_false_negatives": Headline("share of the exact top-k head outputs missing from AtP's "
+                                        "top k", "TOP_K, " + _ATP),
+        "mlp_spearman": Headline("Spearman correlation of AtP with exact patching, each MLP at each "
+                                 "named position (IO, S1, S2, end)", _ATP),
+    },
 }
 
 
@@ -152,8 +164,7 @@ class BandCheck:
         return {"applicable": self.applicable, "reason": self.reason, "rows": self.rows}
 
     def failures(self) -> list[str]:
-        """A sentence per number outside its band (a number without a measured band is shown as
-        such, not failed: ``make bands ONLY=<notebook>`` measures it)."""
+        """A sentence per number outside its band or without a measured band."""
         found = []
         for row in self.rows:
             headline = HEADLINES[self.notebook][row["number"]]
@@ -161,10 +172,14 @@ class BandCheck:
                 found.append(f"{row['number']} = {row['value']:.4g} is outside its band "
                              f"[{row['low']:.4g}, {row['high']:.4g}] ({headline.what}); what usually "
                              f"moves it: {headline.moves_it}")
+            elif row["status"] == "no band measured":
+                found.append(f"{row['number']} = {row['value']:.4g} has no measured band "
+                             f"({headline.what}): make bands ONLY={self.notebook[:2]} measures it")
         return found
 
     def verify(self) -> "BandCheck":
-        """Raise :class:`OutOfBand` naming every number outside its band; else return self."""
+        """Raise :class:`OutOfBand` naming every number outside its band or without one; else
+        return self."""
         failures = self.failures()
         if failures:
             raise OutOfBand(f"{self.notebook}: " + "; ".join(failures))

@@ -48,6 +48,7 @@ class HubModel(NamedTuple):
 HUB_MODELS = {
     "gpt2": HubModel("gpt2", 0.124, 12),
     "gpt2-xl": HubModel("gpt2", 1.56, 48),
+    "EleutherAI/pythia-410m": HubModel("gpt_neox", 0.405, 24),
     "sharpbai/alpaca-7b-merged": HubModel("llama", 6.74, 32),
     "FacebookAI/roberta-large-mnli": HubModel("roberta", 0.356, 24),
     "microsoft/deberta-v2-xxlarge-mnli": HubModel("deberta-v2", 1.57, 48),
@@ -376,15 +377,17 @@ NOTEBOOKS: dict[str, NotebookPresets] = {
     "10_ioi_circuit": NotebookPresets(
         paper_name="the IOI circuit in GPT-2 small (Wang et al. 2023)",
         cpu=dict(MODEL="smollm2-135m-instruct", SEED=0, N_PAIRS=4, CORRUPTION="abc",
-                 N_MOVERS=3, N_INHIBITION=4, TOP_K=10, SWEEP_FROM=0.5),
+                 N_MOVERS=3, N_INHIBITION=4, TOP_K=10, SWEEP_FROM=0.5, SECOND_MODEL="gemma-3-270m"),
         paper=dict(MODEL="gpt2", N_PAIRS=500, N_MOVERS=len(IOI_HEADS["name mover"]),
-                   N_INHIBITION=len(IOI_HEADS["s-inhibition"]), SWEEP_FROM=0.0),
+                   N_INHIBITION=len(IOI_HEADS["s-inhibition"]), SWEEP_FROM=0.0,
+                   SECOND_MODEL=None),
         sources=dict(MODEL="GPT-2 small (12 layers × 12 heads), the paper's model",
                      N_PAIRS="500 prompt pairs, a GPU-sized sample (the paper's logit difference "
                              "averages 100,000 prompts, §2)",
                      N_MOVERS=f"the name movers {_heads('name mover')} (§3.1)",
                      N_INHIBITION=f"the S-inhibition heads {_heads('s-inhibition')} (§3.2)",
-                     SWEEP_FROM="every head as a sender (the paper's path-patching sweeps, §3)"),
+                     SWEEP_FROM="every head as a sender (the paper's path-patching sweeps, §3)",
+                     SECOND_MODEL="none: the paper studies one model"),
         data="IOI prompts from nbtoolkit.tasks.ioi and their p_ABC corruptions (generated, no "
              "download)",
         # every head patched at every position (out and q) and two path-patching sweeps of two
@@ -396,6 +399,28 @@ NOTEBOOKS: dict[str, NotebookPresets] = {
                   "AtP's backward and the faithfulness runs are a few more"),
         differs=("our templates and name pools (nbtoolkit.tasks.ioi), not the paper's",
                  "500 pairs in every step (the paper: 100,000 prompts for the logit difference)"),
+        model_parameters=("MODEL", "SECOND_MODEL"),
+    ),
+    "11_attribution_patching": NotebookPresets(
+        paper_name="AtP and AtP* against activation patching (Kramár et al. 2024)",
+        cpu=dict(MODEL="smollm2-135m-instruct", SEED=0, N_PAIRS=4, CORRUPTION="abc", TOP_K=10),
+        paper=dict(MODEL="EleutherAI/pythia-410m", N_PAIRS=100),
+        sources=dict(MODEL="Pythia-410M, the smallest of the paper's models (Pythia 410M-12B)",
+                     N_PAIRS="100 IOI prompt pairs, a GPU-sized sample (the paper's IOI "
+                             "distribution has its own prompts)"),
+        data="IOI prompts from nbtoolkit.tasks.ioi and their p_ABC corruptions (generated, no "
+             "download)",
+        # the exact sweeps dominate: every head's output, queries and keys (a forward each) and
+        # every MLP at four named positions, for 100 pairs of ~16 tokens
+        estimate=flops_estimate(
+            billions("EleutherAI/pythia-410m"), (3 * 24 * 16 + 24 * 4) * 100 * 16,
+            memory_gb=weights_gb("EleutherAI/pythia-410m") + 4,
+            basis="a forward per patched site (24 layers × 16 heads × 3 head kinds, and 24 "
+                  "MLPs × 4 named positions) for 100 pairs of ~16 tokens; AtP's own passes are "
+                  "three"),
+        differs=("IOI prompts from our templates, not the paper's IOI distribution",
+                 "the paper's curves of false negatives over the budget are not redrawn; the "
+                 "top-k false-negative rate is its one-point summary"),
     ),
 }
 

@@ -3,6 +3,7 @@
     head_grid(result)                          # layer × head heatmap of each patch's effect
     atp_scatter(atp, exact)                    # AtP's estimate against the exact effect
     HeadExplorer(result, pattern_source(lm, prompt))   # click a head: its attention pattern
+    AttributionExplorer({"q": (atp_q, exact_q), ...})  # choose a site kind: its scatter
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import matplotlib.figure
 import numpy as np
 from IPython.display import display
 
+from ..circuits.agreement import agreement
 from ..lens.attention import attention_patterns
 from .figures import new_figure
 
@@ -133,3 +135,35 @@ def pattern_source(lm, prompt: str) -> Callable[[int, int], tuple[np.ndarray, li
         patterns = cache[layer]
         return patterns[layer][0, head].numpy(), patterns.tokens[0]
     return get
+
+
+class AttributionExplorer(w.VBox):
+    """A choice of site kinds, each an (estimate, exact) pair of results over the same sites;
+    choosing one shows :func:`atp_scatter` and the two's agreement (correlations, false
+    negatives of the top ``k``). ``.kind`` is the chosen kind, ``.figure`` its scatter."""
+
+    def __init__(self, compared: dict[str, tuple], k: int = 10):
+        if not compared:
+            raise ValueError("compared is empty: give at least one kind's (estimate, exact)")
+        self.compared, self.k = compared, k
+        self.kind: str | None = None
+        self.figure: matplotlib.figure.Figure | None = None
+        self.output = w.Output()
+        self.caption = w.HTML()
+        self.menu = w.Dropdown(options=list(compared), description="sites")
+        self.menu.observe(lambda change: self.choose(change["new"]), names="value")
+        super().__init__([self.menu, self.caption, self.output])
+        self.choose(self.menu.value)
+
+    def choose(self, kind: str) -> None:
+        """Show the scatter of ``kind``'s estimate against its exact effects."""
+        estimate, exact = self.compared[kind]
+        self.kind = kind
+        found = agreement(estimate.effects(), exact.effects(), self.k)
+        self.caption.value = (f"{kind}: {found['n_sites']} sites, Pearson {found['pearson']:.3f}, "
+                              f"Spearman {found['spearman']:.3f}, false negatives of the top "
+                              f"{self.k}: {found['false_negatives']:.0%}")
+        self.figure = atp_scatter(estimate, exact)
+        self.output.clear_output(wait=True)
+        with self.output:
+            display(self.figure)
