@@ -95,9 +95,10 @@ lab: setup
 	$(BIN)/jupyter lab notebooks
 
 # The peers' rows (pyvene, nnsight) need the optional extra: $(INSTALL) -r $(BENCH_LOCK);
-# without it they are skipped with a message.
+# without it they are skipped with a message. Writes benchmarks/RESULTS.md whole: about 10 minutes,
+# or everything on both weight states with FULL=1 (about 50 minutes).
 bench: setup
-	$(TEST_ENV) $(BIN)/python benchmarks/run.py
+	BENCH_FULL=$(FULL) $(TEST_ENV) $(BIN)/python benchmarks/run.py
 
 clean:
 	rm -rf build

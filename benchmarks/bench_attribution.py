@@ -8,7 +8,7 @@ import torch
 import nbtoolkit as nb
 from nbtoolkit.instruction_shift import input_output_attribution
 
-from timing import STATES, row, side_by_side, weights
+from timing import FULL, STATES, row, side_by_side, weights
 
 PROMPT = "Write a one-sentence description of the ocean. Answer in all capital letters."
 RESPONSE = "THE OCEAN IS VAST AND DEEP."
@@ -37,7 +37,7 @@ def run() -> list[dict]:
     for state in STATES:
         with weights(lm.model, state):
             t = side_by_side({"ours": lambda: input_output_attribution(lm, PROMPT, RESPONSE),
-                              "paper": lambda: reference(lm, PROMPT, RESPONSE)}, repeats=5, warmup=1)
+                              "paper": lambda: reference(lm, PROMPT, RESPONSE)}, repeats=10 if FULL else 5, warmup=1)
         rows.append(row("input_output_attribution vs the paper's loop (default model)", t["ours"],
                         t["paper"], "<= 1.0",
                         f"{tuple(ours.shape)} matrix; paper = 1 forward + 1 backward per response "

@@ -10,7 +10,7 @@ import torch
 import nbtoolkit as nb
 from nbtoolkit.core.loading import gguf_path
 
-from timing import STATES, row, side_by_side, weights
+from timing import FULL, STATES, row, side_by_side, weights
 
 
 def run() -> list[dict]:
@@ -37,7 +37,7 @@ def run() -> list[dict]:
     rows = []
     for state in STATES:
         with weights(lm.model, state):
-            t = side_by_side({"plain": plain, "capture": capture_all, "set": interchange}, repeats=12)
+            t = side_by_side({"plain": plain, "capture": capture_all, "set": interchange}, repeats=24 if FULL else 12)
         rows += [
             row("capture every layer.{i} vs plain forward (8x64)", t["capture"], t["plain"],
                 "<= 1.05", state=state),

@@ -33,7 +33,7 @@ import nbtoolkit as nb
 from nbtoolkit.core.anatomy import resolve_site
 from nbtoolkit.tracing import causal_trace, resolve_noise
 
-from timing import STATES, row, side_by_side, weights
+from timing import STATES, row, side_by_side, spread, states, weights
 
 PEERS = ("pyvene", "nnsight")
 BATCH, SEQ, POSITIONS, LAYER = 8, 64, [10, 20], 15
@@ -255,11 +255,12 @@ def check(name: str, candidates: dict, reference: str, control=None) -> float:
     return worst
 
 
-def comparison_row(name: str, state: str, times: dict[str, float], reference: str,
+def comparison_row(name: str, state: str, times: dict[str, list[float] | float], reference: str,
                    worst: float, goal: str, what: str) -> dict:
-    """nbtoolkit against ``reference``; the goal names the peers' ratios; ``times`` for the
-    peers' table."""
-    ratios = {who: t / times[reference] for who, t in times.items()}
+    """nbtoolkit against ``reference`` (``times``: each library's repeats); the goal names the
+    peers' ratios; the medians go to the peers' table."""
+    medians = {who: spread(t)["median"] for who, t in times.items()}
+    ratios = {who: t / medians[reference] for who, t in medians.items()}
     peers = [who for who in PEERS if who in ratios and who != reference]
     goal = goal or ("<= " + ", ".join(f"{who} {ratios[who]:.3f}" for who in peers) if peers
                     else "<= peers (none installed)")
@@ -267,7 +268,7 @@ def comparison_row(name: str, state: str, times: dict[str, float], reference: st
     note = "; ".join([f"reference = {what}", *others,
                       f"the same numbers before timing (max |Δ| {worst:.1e})"])
     return dict(row(name, times["nbtoolkit"], times[reference], goal, note, state),
-                times=times, reference=reference)
+                times=medians, reference_library=reference)
 
 
 def forward_rows(s: Setup, state: str) -> list[dict]:
@@ -406,7 +407,8 @@ def run() -> list[dict]:
         for state in STATES:
             with weights(s.model, state):
                 rows += forward_rows(s, state)
-                rows += filter(None, [tracing_row(s, state)])
+                if state in states(slow=True):  # the peers' tracing loops take minutes
+                    rows += filter(None, [tracing_row(s, state)])
     return rows
 
 

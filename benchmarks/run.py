@@ -1,15 +1,18 @@
-"""Run every ``benchmarks/bench_*.py`` and write ``benchmarks/RESULTS.md``: ``make bench``.
+"""Run every ``benchmarks/bench_*.py`` and write ``benchmarks/RESULTS.md`` whole: ``make bench``
+(about 10 minutes: slow reference loops once, on one weight state) or ``make bench FULL=1``
+(everything, both weight states, more repeats; about 50 minutes).
 
-Each module exposes ``run() -> list[dict]`` of :func:`timing.row` dicts (benchmark, state,
-ours_s, reference_s, ratio, goal, note); a row with ``times`` (library -> seconds) also goes
-into the peers' table. Timings inside one module are measured side by side in one run; only
-ratios are compared with goals. ``python benchmarks/run.py core tracing`` runs a subset.
-RESULTS.md is rewritten except its hand-written "## Notes" section.
+Each module exposes ``run() -> list[dict]`` of :func:`timing.row` dicts (each side's repeats,
+the ratio of the medians and the spread of the per-repeat ratios, the goal and whether it is
+met); a row with ``times`` (library -> median seconds) also goes into the peers' table. Timings
+inside one module are measured side by side in one run; only ratios are compared with goals.
+``python benchmarks/run.py core tracing`` runs a subset (the file then holds only those rows).
 """
 
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import importlib.util
 import os
 import platform
@@ -20,9 +23,11 @@ from pathlib import Path
 
 import torch
 
+from timing import FULL
+
 HERE = Path(__file__).resolve().parent
 LIBRARIES = ("plain", "nbtoolkit", "raw hook", "pyvene", "nnsight")
-NOTES = "## Notes"  # RESULTS.md from this heading on is written by hand and kept
+VERSIONS = ("torch", "transformers", "numpy", "pyvene", "nnsight")
 
 
 def load(path: Path):
@@ -39,11 +44,33 @@ def peers_table(rows: list[dict]) -> list[str]:
     for r in rows:
         cells = []
         for library in LIBRARIES:
-            t = r["times"].get(library)
-            ratio = "" if library == r["reference"] else f" ({t / r['reference_s']:.3f}×)"
+            t, reference = r["times"].get(library), r["times"][r["reference_library"]]
+            ratio = "" if library == r["reference_library"] else f" ({t / reference:.3f}×)" if t else ""
             cells.append("skipped" if t is None else f"{t:.4f} s{ratio}")
         lines.append(f"| {r['benchmark']} | {r['state']} | " + " | ".join(cells) + " |")
     return lines
+
+
+def seconds(t: dict) -> str:
+    """A side's median seconds and, over several repeats, its range."""
+    text = f"{t['median']:.4f}"
+    return text + (f" ({t['min']:.4f}–{t['max']:.4f}, {t['n']} runs)" if t["n"] > 1 else "")
+
+
+def verdict(r: dict) -> str:
+    if r["met"] is None:
+        return "–"
+    return "met" if r["met"] else "**missed**"
+
+
+def versions() -> str:
+    found = []
+    for name in VERSIONS:
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            found.append(f"{name} not installed")
+    return ", ".join(found)
 
 
 def main(names: list[str]) -> int:
@@ -57,42 +84,50 @@ def main(names: list[str]) -> int:
             for row in load(path).run():
                 rows.append({"file": path.name, **row})
                 print(f"   {row['benchmark']} ({row['state'] or '-'}): ratio {row['ratio']:.3f} "
-                      f"(goal {row['goal']})", flush=True)
+                      f"(goal {row['goal']}: {verdict(row)})", flush=True)
         except Exception:
             traceback.print_exc()
             failed.append(path.name)
     minutes = (time.perf_counter() - start) / 60
     load_after = os.getloadavg()[0]
+    missed = [r for r in rows if r["met"] is False]
     lines = [
         "# Benchmark results",
         "",
-        f"`make bench` on {datetime.date.today()}: {platform.processor() or platform.machine()}, "
-        f"{os.cpu_count()} CPU cores, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-        f"Python {platform.python_version()}; {minutes:.0f} minutes; load average "
+        f"Written whole by `make bench{' FULL=1' if FULL else ''}` on {datetime.date.today()} "
+        f"({'every row, both weight states' if FULL else 'the default: slow reference loops once, on frozen weights'}"
+        f"{'; only ' + ', '.join(names) if names else ''}): {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, Python "
+        f"{platform.python_version()}; {versions()}. {minutes:.1f} minutes; load average "
         f"{load_before:.1f} before and {load_after:.1f} after (above {os.cpu_count()}: other work "
-        f"shared the cores). Times are medians; each ratio compares timings taken side by side in "
-        f"the same run. Weights: the state of the model's parameters (frozen = "
-        f"`requires_grad_(False)`).",
+        f"shared the cores).",
         "",
-        "| file | benchmark | weights | ours (s) | reference (s) | ratio | goal | note |",
-        "|---|---|---|---|---|---|---|---|",
+        "Seconds: the median, then the range over the repeats, measured interleaved with the "
+        "reference. Ratio: ours / reference of the medians, then the range of the per-repeat "
+        "ratios. Weights: the state of the model's parameters (frozen = "
+        f"`requires_grad_(False)`). Goals met: {sum(r['met'] is True for r in rows)} of "
+        f"{sum(r['met'] is not None for r in rows)}"
+        + (f"; missed: {'; '.join(r['benchmark'] + ' (' + (r['state'] or '-') + ')' for r in missed)}."
+           if missed else "."),
+        "",
+        "| file | benchmark | weights | ours (s) | reference (s) | ratio | goal | met | note |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['file']} | {r['benchmark']} | {r['state'] or '-'} | {r['ours_s']:.4f} | "
-                     f"{r['reference_s']:.4f} | {r['ratio']:.3f} | {r['goal']} | {r['note']} |")
+        low, high = r["ratio_spread"]
+        ratio = f"{r['ratio']:.3f}" + (f" ({low:.3f}–{high:.3f})" if high > low else "")
+        lines.append(f"| {r['file']} | {r['benchmark']} | {r['state'] or '-'} | {seconds(r['ours'])} | "
+                     f"{seconds(r['reference'])} | {ratio} | {r['goal']} | {verdict(r)} | {r['note']} |")
     peers = [r for r in rows if "times" in r]
     if peers:
         lines += ["", "## nbtoolkit and its peers, same weights, one run", "",
                   "Seconds (median) and the ratio to the row's reference (the plain forward or "
-                  "generate; for causal tracing, nbtoolkit).", ""] + peers_table(peers)
+                  "generate; for causal tracing, the fastest peer loop).", ""] + peers_table(peers)
     if failed:
         lines += ["", f"Failed to run: {', '.join(failed)}"]
     results = HERE / "RESULTS.md"
-    kept = results.read_text().partition(NOTES)[2] if results.exists() else ""
-    if kept:  # the hand-written notes below the tables stay
-        lines += ["", NOTES + kept.rstrip("\n")]
     results.write_text("\n".join(lines) + "\n")
-    print(f"wrote {HERE / 'RESULTS.md'} after {minutes:.1f} minutes")
+    print(f"wrote {results} after {minutes:.1f} minutes")
     return 1 if failed else 0
 
 

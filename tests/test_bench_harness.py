@@ -1,0 +1,52 @@
+"""The benchmark harness (benchmarks/timing.py, benchmarks/run.py): rows keep each side's spread
+and say whether their goal is met; `make bench` writes RESULTS.md whole from the rows."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def module(name):
+    sys.path.insert(0, str(BENCHMARKS))  # run.py imports timing as the benchmarks do
+    try:
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        loaded = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(loaded)
+        return loaded
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+
+
+def test_a_row_keeps_the_spread_of_both_sides_and_of_the_paired_ratios():
+    timing = module("timing")
+    r = timing.row("x", [1.0, 3.0, 2.0], [2.0, 2.0, 4.0], "<= 1.3 (a goal)")
+    assert r["ours"] == dict(min=1.0, median=2.0, max=3.0, n=3)
+    assert r["ratio"] == pytest.approx(1.0)  # median over median
+    assert r["ratio_spread"] == pytest.approx((0.5, 1.5))  # ours[i] / reference[i]
+    assert r["met"] is True
+    assert timing.row("x", 2.0, 1.0, "<= 1.3")["met"] is False
+    assert timing.row("x", 2.0, 1.0, "about 1 s cached")["met"] is None
+
+
+def test_results_are_written_whole_with_missed_goals_named(tmp_path, monkeypatch):
+    run = module("run")
+    (tmp_path / "bench_fake.py").write_text(
+        "from timing import row\n"
+        "def run():\n"
+        "    return [row('fast thing', [1.0, 1.2], [2.0, 2.0], '<= 0.9'),\n"
+        "            row('slow thing', [3.0, 3.0], [2.0, 2.0], '<= 1.3', state='frozen')]\n")
+    (tmp_path / "RESULTS.md").write_text("# old\n## Notes\nhand-written, gone after the run\n")
+    monkeypatch.setattr(run, "HERE", tmp_path)
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    assert run.main([]) == 0
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert "hand-written" not in text and "Goals met: 1 of 2; missed: slow thing (frozen)." in text
+    two = "(2.0000–2.0000, 2 runs)"
+    assert (f"| bench_fake.py | fast thing | - | 1.1000 (1.0000–1.2000, 2 runs) | 2.0000 {two} | "
+            f"0.550 (0.500–0.600) | <= 0.9 | met |") in text
+    assert (f"| bench_fake.py | slow thing | frozen | 3.0000 (3.0000–3.0000, 2 runs) | 2.0000 {two} | "
+            f"1.500 | <= 1.3 | **missed** |") in text
