@@ -6,7 +6,7 @@
 2. attribution patching of every head's output against that exact sweep; goal ≥ 20× at a rank
    correlation ≥ 0.8.
 
-    python benchmarks/bench_circuits.py     # or `make bench`; BENCH_CIRCUITS_PAIRS=8 by default
+    python benchmarks/bench_circuits.py     # or `make bench`; BENCH_CIRCUITS_PAIRS: 4 (FULL: 8)
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 
 from timing import FULL, row, timed
 
-N_PAIRS = int(os.environ.get("BENCH_CIRCUITS_PAIRS", "8"))
+N_PAIRS = int(os.environ.get("BENCH_CIRCUITS_PAIRS", "8" if FULL else "4"))
 REPEATS = 3 if FULL else 1  # the naive loop takes minutes
 
 

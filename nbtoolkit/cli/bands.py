@@ -22,6 +22,7 @@ from ..tutorials.presets import NOTEBOOKS
 from ..tutorials.runner import NotebookRun, child_env, longest_first, run_notebook
 from .tutorials import notebook_paths
 
+
 def threads(n: int) -> dict:
     """The environment that gives a run ``n`` threads, whatever ``--jobs`` is."""
     return {"OMP_NUM_THREADS": str(n), "MKL_NUM_THREADS": str(n)}
