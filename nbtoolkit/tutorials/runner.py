@@ -25,8 +25,8 @@ from .presets import NOTEBOOKS
 
 # Started first when notebooks run side by side (the longest, measured cold on the CPU preset),
 # so that the last one to start is short; the others follow in name order.
-LONGEST_FIRST = ("02_causal_tracing", "04_boundless_das", "05_ccs", "06_instruction_shift",
-                 "08_selfie_control")
+LONGEST_FIRST = ("04_boundless_das", "05_ccs", "02_causal_tracing", "06_instruction_shift",
+                 "11_attribution_patching", "10_ioi_circuit", "08_selfie_control")
 
 
 class NotebookRun(NamedTuple):
