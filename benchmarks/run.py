@@ -51,6 +51,11 @@ def peers_table(rows: list[dict]) -> list[str]:
     return lines
 
 
+def cell(text: str) -> str:
+    """Text for a table cell: a ``|`` (as in ``max |Δp|``) would end the cell."""
+    return str(text).replace("|", "\\|")
+
+
 def seconds(t: dict) -> str:
     """A side's median seconds and, over several repeats, its range."""
     text = f"{t['median']:.4f}"
@@ -116,8 +121,9 @@ def main(names: list[str]) -> int:
     for r in rows:
         low, high = r["ratio_spread"]
         ratio = f"{r['ratio']:.3f}" + (f" ({low:.3f}–{high:.3f})" if high > low else "")
-        lines.append(f"| {r['file']} | {r['benchmark']} | {r['state'] or '-'} | {seconds(r['ours'])} | "
-                     f"{seconds(r['reference'])} | {ratio} | {r['goal']} | {verdict(r)} | {r['note']} |")
+        lines.append(f"| {r['file']} | {cell(r['benchmark'])} | {r['state'] or '-'} | {seconds(r['ours'])} | "
+                     f"{seconds(r['reference'])} | {ratio} | {cell(r['goal'])} | {verdict(r)} | "
+                     f"{cell(r['note'])} |")
     peers = [r for r in rows if "times" in r]
     if peers:
         lines += ["", "## nbtoolkit and its peers, same weights, one run", "",

@@ -50,3 +50,7 @@ def test_results_are_written_whole_with_missed_goals_named(tmp_path, monkeypatch
             f"0.550 (0.500–0.600) | <= 0.9 | met |") in text
     assert (f"| bench_fake.py | slow thing | frozen | 3.0000 (3.0000–3.0000, 2 runs) | 2.0000 {two} | "
             f"1.500 | <= 1.3 | **missed** |") in text
+
+
+def test_a_pipe_in_a_note_stays_inside_its_cell():
+    assert module("run").cell("max |Δp| 1e-6") == "max \\|Δp\\| 1e-6"
