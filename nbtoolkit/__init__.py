@@ -6,6 +6,8 @@ core               load_model, LM, capture, patch, the interventions, site names
 data, tasks        the datasets and the counterfactual tasks
 interchange        activation patching over (layer, position)
 tracing            ROME causal tracing
+lens               logit and tuned lens, attention patterns, direct logit attribution
+circuits           head, path and attribution patching, circuit faithfulness
 das                distributed alignment search
 probes             truth probes (CCS, CRC, VINC, a logistic probe): scikit-learn estimators
 ccs                eliciting latent knowledge end to end (Burns et al. 2022)
@@ -33,8 +35,8 @@ __all__ = ["Add", "DEFAULT_MODEL", "EMBEDDED", "Intervention", "LM", "Noise", "O
            "site_name", "site_names", "tiny_model"]
 __version__ = "0.2.0"
 
-_SUBMODULES = {"ccs", "cli", "core", "das", "data", "exercises", "instruction_shift",
-               "interchange", "probes", "selfie", "tasks", "tracing", "tutorials", "viz"}
+_SUBMODULES = {"ccs", "circuits", "cli", "core", "das", "data", "exercises", "instruction_shift",
+               "interchange", "lens", "probes", "selfie", "tasks", "tracing", "tutorials", "viz"}
 
 
 def __getattr__(name: str):

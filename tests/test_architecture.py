@@ -116,3 +116,11 @@ def test_site_names_are_built_in_one_place():
     offenders = [m for m, p in MODULES.items()
                  if m != "nbtoolkit.core.anatomy" and pattern.search(p.read_text())]
     assert not offenders, f"{offenders} format site names by hand; use site_name()"
+
+
+def test_every_folder_is_reachable_as_an_attribute_of_the_package():
+    import nbtoolkit
+
+    folders = {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
+    assert folders == nbtoolkit._SUBMODULES
+    assert nbtoolkit.circuits.head_patching and nbtoolkit.lens.logit_lens
