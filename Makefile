@@ -94,11 +94,13 @@ docs: setup
 lab: setup
 	$(BIN)/jupyter lab notebooks
 
-# The peers' rows (pyvene, nnsight) need the optional extra: $(INSTALL) -r $(BENCH_LOCK);
+# The peers' rows (pyvene, nnsight, TransformerLens) need the optional extra: $(INSTALL) -r $(BENCH_LOCK);
 # without it they are skipped with a message. Writes benchmarks/RESULTS.md whole: about 10 minutes,
-# or everything on both weight states with FULL=1 (about 50 minutes).
+# or everything on both weight states with FULL=1 (about 50 minutes), then every library's user code
+# (benchmarks/user_code) run and checked equal to nbtoolkit's.
 bench: setup
 	BENCH_FULL=$(FULL) $(TEST_ENV) $(BIN)/python benchmarks/run.py
+	$(if $(filter-out 0,$(FULL)),$(TEST_ENV) $(BIN)/python benchmarks/count_lines.py --run)
 
 clean:
 	rm -rf build

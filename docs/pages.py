@@ -3,9 +3,11 @@
 * the tutorials: each notebook's executed copy from build/notebooks/ (what ``make test`` or
   ``make tutorials`` ran; never executed here), or its source with a visible note when that copy
   is missing, headed by its Colab link and where its exercise version is;
-* the generated tables: the family table and the paper presets' table.
+* the generated tables: the family table, the paper presets' table and the lines of user code
+  per task and library (benchmarks/count_lines.py).
 """
 
+import importlib.util
 import re
 import shutil
 from pathlib import Path
@@ -53,12 +55,22 @@ def write_tutorials(out: Path) -> list[str]:
     return names
 
 
+def lines_of_code_table() -> str:
+    """benchmarks/count_lines.py's table (benchmarks/ is not a package: loaded from its path)."""
+    spec = importlib.util.spec_from_file_location("count_lines", ROOT / "benchmarks" / "count_lines.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.table()
+
+
 def write_tables(out: Path) -> None:
-    """out/family_table.md and out/paper_table.md, from the functions that make them."""
+    """out/family_table.md, out/paper_table.md and out/lines_of_code.md, from the functions that
+    make them."""
     from nbtoolkit.tutorials.families import family_table
     from nbtoolkit.tutorials.presets import paper_table
 
     out.mkdir(parents=True, exist_ok=True)
-    for name, text in [("family_table.md", family_table()), ("paper_table.md", paper_table())]:
+    for name, text in [("family_table.md", family_table()), ("paper_table.md", paper_table()),
+                       ("lines_of_code.md", lines_of_code_table())]:
         if not (out / name).exists() or (out / name).read_text() != text:
             (out / name).write_text(text)
