@@ -37,7 +37,8 @@ def run() -> list[dict]:
     for state in STATES:
         with weights(lm.model, state):
             t = side_by_side({"ours": lambda: input_output_attribution(lm, PROMPT, RESPONSE),
-                              "paper": lambda: reference(lm, PROMPT, RESPONSE)}, repeats=10 if FULL else 5, warmup=1)
+                              "paper": lambda: reference(lm, PROMPT, RESPONSE)},
+                             repeats=10 if FULL else 3, warmup=1)
         rows.append(row("input_output_attribution vs the paper's loop (default model)", t["ours"],
                         t["paper"], "<= 1.0",
                         f"{tuple(ours.shape)} matrix; paper = 1 forward + 1 backward per response "

@@ -37,7 +37,8 @@ def run() -> list[dict]:
     rows = []
     for state in STATES:
         with weights(lm.model, state):
-            t = side_by_side({"plain": plain, "capture": capture_all, "set": interchange}, repeats=24 if FULL else 12)
+            t = side_by_side({"plain": plain, "capture": capture_all, "set": interchange},
+                             repeats=24 if FULL else 6, warmup=1)
         rows += [
             row("capture every layer.{i} vs plain forward (8x64)", t["capture"], t["plain"],
                 "<= 1.05", state=state),

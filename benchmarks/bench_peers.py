@@ -1,5 +1,5 @@
-"""nbtoolkit side by side with its peers, pyvene and nnsight, and a hand-written hook, on the
-default model's weights, in one run, with trainable and with frozen weights:
+"""nbtoolkit side by side with its peers, pyvene, nnsight and TransformerLens, and a hand-written
+hook, on the default model's weights, in one run, with trainable and with frozen weights:
 
     capture      every block's output, batch 8 x 64 tokens
     interchange  block 15's output at positions 10 and 20 from a pre-captured source run
@@ -8,6 +8,10 @@ default model's weights, in one run, with trainable and with frozen weights:
     tracing      ROME's causal trace of one prompt (hidden kind, 10 samples) against each peer's
                  tutorial-style loop: one forward per (token, layer) cell (pyvene: a new
                  IntervenableModel per cell, as its causal-tracing tutorial)
+
+TransformerLens 4 runs through its ``TransformerBridge`` over a copy of the same Hugging Face
+model (the bridge switches the model it wraps to eager attention, which its pattern hooks need; the
+copy keeps the others on the model's default), with its hook names (``blocks.{i}.hook_resid_post``).
 
 Each candidate runs once first and its numbers (activations, logits, scores) are compared with
 the hand-written hook's (tracing: with nbtoolkit's); a disagreement stops the benchmark. Only then
@@ -20,6 +24,7 @@ are they timed, interleaved (tracing: one run each). Ratios are to the plain for
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.util
 import os
@@ -33,14 +38,17 @@ import nbtoolkit as nb
 from nbtoolkit.core.anatomy import resolve_site
 from nbtoolkit.tracing import causal_trace, resolve_noise
 
-from timing import FULL, STATES, limit_of, row, side_by_side, spread, states, weights
+from timing import FULL, limit_of, row, side_by_side, spread, states, weights
 
-PEERS = ("pyvene", "nnsight")
+PEERS = ("pyvene", "nnsight", "transformer_lens")
 BATCH, SEQ, POSITIONS, LAYER = 8, 64, [10, 20], 15
 STEER_PROMPT, NEW_TOKENS, STEER_SCALE = "I watched the film and", 20, 8.0
 PROMPT, SUBJECT, SAMPLES, SEED = "The Eiffel Tower is located in the city of", "Eiffel Tower", 10, 1
-REPEATS = int(os.environ.get("BENCH_PEERS_REPEATS", "10" if FULL else "5"))
+REPEATS = int(os.environ.get("BENCH_PEERS_REPEATS", "10" if FULL else "3"))
 TOL = 1e-4  # the same numbers: float32 logits of different but equivalent kernels
+# TransformerLens's eager attention against the model's default kernel: relative to the largest
+# |value| (the residual stream of SmolLM2 reaches the thousands).
+TOL_EAGER = 1e-4
 
 
 def installed_peers() -> dict:
@@ -57,6 +65,17 @@ def installed_peers() -> dict:
         except Exception as error:  # a peer broken by this torch/transformers: skip it
             print(f"   {name} does not import ({error!r}): skipped", flush=True)
     return found
+
+
+def transformer_lens_bridge(lm):
+    """TransformerLens 4's ``TransformerBridge`` over a copy of ``lm``'s model, offline (the
+    loaded model and tokenizer are handed over; nothing is fetched)."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return TransformerBridge.boot_transformers(lm.name, hf_model=copy.deepcopy(lm.model),
+                                                   tokenizer=lm.tokenizer, device="cpu")
 
 
 class Setup:
@@ -80,6 +99,14 @@ class Setup:
                 warnings.simplefilter("ignore")
                 self.nnsight = peers["nnsight"].TransformersModel(
                     self.model, tokenizer=self.lm.tokenizer, task="text-generation")
+        if "transformer_lens" in peers:
+            self.tl = transformer_lens_bridge(self.lm)
+
+    def set_weights(self, state: str):
+        """Every model's parameters trainable or not (pyvene's constructor freezes the model)."""
+        self.model.requires_grad_(state == "unfrozen")
+        if "transformer_lens" in self.peers:
+            self.tl.requires_grad_(state == "unfrozen")
 
     def envoy(self, module: torch.nn.Module):
         """nnsight's handle on ``module``."""
@@ -135,6 +162,13 @@ def capture_every_block(s: Setup) -> dict:
                     saved.append(envoy.output.save())
             return saved
         candidates["nnsight"] = nnsight
+    if "transformer_lens" in s.peers:
+        names = [f"blocks.{i}.hook_resid_post" for i in range(len(s.sites))]
+
+        def transformer_lens():
+            _, cache = s.tl.run_with_cache(s.batch["input_ids"], names_filter=names)
+            return [cache[name] for name in names]
+        candidates["transformer_lens"] = transformer_lens
     return candidates
 
 
@@ -180,6 +214,15 @@ def interchange(layers: list[int]):
                     out = s.nnsight.output.save()
                 return out.logits
             candidates["nnsight"] = nnsight
+        if "transformer_lens" in s.peers:
+            def hook(layer):
+                def replace(activation, hook):
+                    activation[:, POSITIONS] = sources[layer]
+                    return activation
+                return (f"blocks.{layer}.hook_resid_post", replace)
+            hooks = [hook(layer) for layer in layers]
+            candidates["transformer_lens"] = lambda: s.tl.run_with_hooks(
+                s.batch["input_ids"], fwd_hooks=hooks)
         return candidates
     return build
 
@@ -228,49 +271,75 @@ def steering(s: Setup) -> dict:
                     steps.append(head.output[:, -1].save())
             return torch.cat(steps)
         candidates["nnsight"] = nnsight
+    if "transformer_lens" in s.peers:
+        # Its bridge's KV-cached generate gives other tokens than the model's own here (from the
+        # 7th on, unsteered too; transformers 5's cache API): it runs without the cache.
+        add = [(f"blocks.{LAYER}.hook_resid_post", lambda activation, hook: activation + vector)]
+
+        def transformer_lens():
+            with s.tl.hooks(fwd_hooks=add):
+                out = s.tl.generate(batch["input_ids"], max_new_tokens=NEW_TOKENS, do_sample=False,
+                                    stop_at_eos=False, output_logits=True, verbose=False,
+                                    return_type="tokens", use_past_kv_cache=False)
+            return torch.cat(out.logits)
+        candidates["transformer_lens"] = transformer_lens
     return candidates
 
 
-def check(name: str, candidates: dict, reference: str, control=None) -> float:
-    """Run every candidate once; the largest |difference| of any from ``reference``'s numbers
-    (``AssertionError`` above TOL). ``control`` (the unpatched output) must differ from the
-    reference: the edit did something."""
+def check(name: str, candidates: dict, reference: str, control=None) -> dict[str, float]:
+    """Run every candidate once; each one's largest |difference| from ``reference``'s numbers
+    (``AssertionError`` above TOL; TransformerLens: above TOL_EAGER of the largest |value|).
+    ``control`` (the unpatched output) must differ from the reference: the edit did something."""
     outputs = {who: fn() for who, fn in candidates.items()}
     as_list = lambda x: [t.float() for t in (x if isinstance(x, (list, tuple)) else [x])]
     expected = as_list(outputs[reference])
-    worst = 0.0
+    diffs = {}
     for who, out in outputs.items():
         got = as_list(out)
         if len(got) != len(expected) or any(g.shape != e.shape for g, e in zip(got, expected)):
             raise AssertionError(f"{name}: {who} returned shapes {[tuple(g.shape) for g in got]}, "
                                  f"{reference} {[tuple(e.shape) for e in expected]}")
         diff = max(float((g - e).abs().max()) for g, e in zip(got, expected))
-        if diff > TOL:
+        scale = max(float(e.abs().max()) for e in expected)
+        if diff > (TOL_EAGER * scale if who == "transformer_lens" else TOL):
             raise AssertionError(f"{name}: {who} differs from {reference} by {diff:.2e}")
-        worst = max(worst, diff)
+        diffs[who] = diff
     if control is not None:
         effect = max(float((c - e).abs().max()) for c, e in zip(as_list(control), expected))
         if effect <= 100 * TOL:
             raise AssertionError(f"{name}: the intervention changed nothing ({effect:.1e})")
-    return worst
+    return diffs
+
+
+def same_numbers(diffs: dict[str, float]) -> str:
+    """How close the candidates' numbers were, TransformerLens's eager attention apart."""
+    exact = max((d for who, d in diffs.items() if who != "transformer_lens"), default=0.0)
+    text = f"the same numbers before timing (max |Δ| {exact:.1e}"
+    if "transformer_lens" in diffs:
+        text += f"; transformer_lens {diffs['transformer_lens']:.1e}, eager attention"
+    return text + ")"
 
 
 def comparison_row(name: str, state: str, times: dict[str, list[float] | float], reference: str,
-                   worst: float, goal: str, what: str) -> dict:
+                   diffs: dict[str, float], goal: str, what: str) -> dict:
     """nbtoolkit against ``reference`` (``times``: each library's repeats); the goal names the
-    peers' ratios; the medians go to the peers' table."""
+    peers' ratios; the medians go to the peers' table. Without a ratio goal: met when at or
+    below every peer's ratio, ``tie`` when not but within the best peer's spread (the per-repeat
+    ratios of the two overlap: the repeats cannot tell them apart)."""
     medians = {who: spread(t)["median"] for who, t in times.items()}
     ratios = {who: t / medians[reference] for who, t in medians.items()}
     peers = [who for who in PEERS if who in ratios and who != reference]
     goal = goal or ("<= " + ", ".join(f"{who} {ratios[who]:.3f}" for who in peers) if peers
                     else "<= peers (none installed)")
     others = [f"{who} {ratios[who]:.3f}×" for who in ratios if who not in ("nbtoolkit", reference)]
-    note = "; ".join([f"reference = {what}", *others,
-                      f"the same numbers before timing (max |Δ| {worst:.1e})"])
+    note = "; ".join([f"reference = {what}", *others, same_numbers(diffs)])
     out = dict(row(name, times["nbtoolkit"], times[reference], goal, note, state),
                times=medians, reference_library=reference)
     if peers and limit_of(goal) is None:  # the goal: at or below every peer's ratio
-        out["met"] = ratios["nbtoolkit"] <= min(ratios[who] for who in peers)
+        best = min(peers, key=ratios.get)
+        out["met"] = ratios["nbtoolkit"] <= ratios[best]
+        paired = lambda who: row("", times[who], times[reference], "")["ratio_spread"]  # noqa: E731
+        out["tie"] = not out["met"] and paired("nbtoolkit")[0] <= paired(best)[1]
     return out
 
 
@@ -284,17 +353,17 @@ def forward_rows(s: Setup, state: str) -> list[dict]:
     plain = lambda: s.model(**s.batch).logits
     for name, build, changes_logits in tasks:
         candidates = build(s)
-        s.model.requires_grad_(state == "unfrozen")  # pyvene's constructor froze it
-        worst = check(name, candidates, "raw hook", plain() if changes_logits else None)
+        s.set_weights(state)  # pyvene's constructor froze the model
+        diffs = check(name, candidates, "raw hook", plain() if changes_logits else None)
         times = side_by_side({"plain": plain, **candidates}, repeats=REPEATS, warmup=1)
-        rows.append(comparison_row(name, state, times, "plain", worst, "", "plain forward"))
+        rows.append(comparison_row(name, state, times, "plain", diffs, "", "plain forward"))
     name = f"steering: {NEW_TOKENS} greedy tokens, a vector added at block {LAYER}"
     candidates = steering(s)
-    s.model.requires_grad_(state == "unfrozen")
+    s.set_weights(state)
     steered = {k: v for k, v in candidates.items() if k != "plain"}
-    worst = check(name, steered, "raw hook", candidates["plain"]())
+    diffs = check(name, steered, "raw hook", candidates["plain"]())
     times = side_by_side(candidates, repeats=REPEATS, warmup=1)
-    rows.append(comparison_row(name, state, times, "plain", worst, "", "unsteered generate"))
+    rows.append(comparison_row(name, state, times, "plain", diffs, "", "unsteered generate"))
     return rows
 
 
@@ -369,9 +438,41 @@ def nnsight_tutorial_trace(s: Setup, level: float, answer_id: int, subject: rang
     return scores
 
 
+def transformer_lens_tutorial_trace(s: Setup, level: float, answer_id: int,
+                                    subject: range) -> np.ndarray:
+    """TransformerLens's activation-patching loop on ROME's noised copies of the prompt: the
+    clean residual stream from ``run_with_cache``, then one ``run_with_hooks`` per (token, layer)
+    with a hook that adds the noise to the subject's embeddings and one that writes the clean
+    ``hook_resid_post`` back at the token."""
+    noise = _noise(s, level, len(subject))
+    tokens = _tutorial_input(s)["input_ids"]
+    names = [f"blocks.{layer}.hook_resid_post" for layer in range(s.lm.n_layers)]
+    _, clean = s.tl.run_with_cache(tokens[:1], names_filter=names)
+
+    def add_noise(activation, hook):
+        activation[:, subject.start:subject.stop] += noise
+        return activation
+
+    def restore(token, layer):
+        def hook(activation, hook):
+            activation[:, token] = clean[names[layer]][0, token]
+            return activation
+        return hook
+
+    scores = np.zeros((tokens.shape[1], s.lm.n_layers))
+    for layer in range(s.lm.n_layers):
+        for token in range(tokens.shape[1]):
+            logits = s.tl.run_with_hooks(tokens, fwd_hooks=[("embed.hook_out", add_noise),
+                                                            (names[layer], restore(token, layer))])
+            scores[token, layer] = float(logits[:, -1].float().softmax(-1)[:, answer_id].mean())
+    return scores
+
+
 def tracing_row(s: Setup, state: str) -> dict | None:
     loops = {name: fn for name, fn in (("pyvene", pyvene_tutorial_trace),
-                                       ("nnsight", nnsight_tutorial_trace)) if name in s.peers}
+                                       ("nnsight", nnsight_tutorial_trace),
+                                       ("transformer_lens", transformer_lens_tutorial_trace))
+             if name in s.peers}
     if not loops:
         print("   causal tracing: no peer installed, no tutorial loop to compare with", flush=True)
         return None
@@ -379,23 +480,22 @@ def tracing_row(s: Setup, state: str) -> dict | None:
     start = time.perf_counter()
     result = causal_trace(s.lm, PROMPT, SUBJECT, kind="hidden", samples=SAMPLES, noise=level,
                           seed=SEED)
-    times = {"nbtoolkit": time.perf_counter() - start}
-    worst = 0.0
+    times, diffs = {"nbtoolkit": time.perf_counter() - start}, {}
     for name, loop in loops.items():
         start = time.perf_counter()
         try:
             scores = loop(s, level, result.answer_id, range(*result.subject_range))
         finally:
-            s.model.requires_grad_(state == "unfrozen")  # every IntervenableModel froze it
+            s.set_weights(state)  # every IntervenableModel froze it
         times[name] = time.perf_counter() - start
         diff = float(np.max(np.abs(scores - result.scores)))
-        if diff > TOL:
+        if diff > (TOL_EAGER if name == "transformer_lens" else TOL):
             raise AssertionError(f"causal tracing: {name}'s loop differs from nbtoolkit by {diff:.2e}")
-        worst = max(worst, diff)
+        diffs[name] = diff
     fastest = min(loops, key=times.get)
     name = (f"causal trace, hidden grid ({len(result.tokens)} tokens × {s.lm.n_layers} layers, "
             f"{SAMPLES} samples) vs the peers' tutorial loops")
-    out = comparison_row(name, state, times, fastest, worst, "<= 1",
+    out = comparison_row(name, state, times, fastest, diffs, "<= 1",
                          f"{fastest}'s loop (one run each)")
     if "pyvene" in loops:
         out["note"] += "; pyvene's constructor freezes the model, so its loop runs frozen"
@@ -407,10 +507,10 @@ def run() -> list[dict]:
     s = Setup(installed_peers())
     rows = []
     with torch.no_grad():
-        for state in STATES:
+        for state in states(slow=True):  # outside FULL: frozen, as the tutorials run
             with weights(s.model, state):
                 rows += forward_rows(s, state)
-                if FULL and state in states(slow=True):  # the peers' tracing loops: ~10 minutes
+                if FULL:  # the peers' tracing loops: ~10 minutes
                     rows += filter(None, [tracing_row(s, state)])
     return rows
 

@@ -4,7 +4,7 @@
    written as ``datasets.Dataset``) vs a plain forward over the same tokens in the same batches
    (the same ``logits_to_keep``). Goal: throughput >= 0.9x, i.e. time ratio <= 1.11.
 2. A rerun that reads the cache vs the same plain forward.
-   (1 and 2 with trainable and with frozen weights.)
+   (1 and 2 with frozen weights; FULL: also with trainable ones.)
 3. Fitting CCS (10 tries x 1000 AdamW steps, the paper's settings) on every layer: one batched
    fit vs a loop of per-layer fits (the same result; see ``tests/test_probes.py``).
 """
@@ -23,7 +23,8 @@ from nbtoolkit.ccs.activations import answer_lengths, extract
 from nbtoolkit.data.contrast import load_contrast
 from nbtoolkit.probes import CCS
 
-from timing import FULL, STATES, row, weights
+from timing import FULL, row, weights
+from timing import states as weight_states
 
 
 def extraction(lm, cs, state: str, n_pairs: int, repeats: int):
@@ -68,7 +69,7 @@ def run(n_pairs: int = 64, repeats: int = 5 if FULL else 3) -> list[dict]:
     lm = nb.load_model(nb.DEFAULT_MODEL)
     cs = load_contrast("capitals", templates=0, n=n_pairs, seed=0)[0]
     rows = []
-    for state in STATES:
+    for state in weight_states(slow=True):  # outside FULL: frozen only
         with weights(lm.model, state):
             state_rows, states = extraction(lm, cs, state, n_pairs, repeats)
         rows += state_rows

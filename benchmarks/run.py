@@ -1,6 +1,7 @@
 """Run every ``benchmarks/bench_*.py`` and write ``benchmarks/RESULTS.md`` whole: ``make bench``
-(about 10 minutes: slow reference loops once, on one weight state) or ``make bench FULL=1``
-(everything, both weight states, more repeats; about 50 minutes).
+(about 10 minutes: fewer repeats; the slow reference loops once, and the peers' and extraction
+rows, on frozen weights) or ``make bench FULL=1`` (everything, both weight states, more repeats,
+the peers' tracing loops; about 50 minutes).
 
 Each module exposes ``run() -> list[dict]`` of :func:`timing.row` dicts (each side's repeats,
 the ratio of the medians and the spread of the per-repeat ratios, the goal and whether it is
@@ -26,8 +27,8 @@ import torch
 from timing import FULL
 
 HERE = Path(__file__).resolve().parent
-LIBRARIES = ("plain", "nbtoolkit", "raw hook", "pyvene", "nnsight")
-VERSIONS = ("torch", "transformers", "numpy", "pyvene", "nnsight")
+LIBRARIES = ("plain", "nbtoolkit", "raw hook", "pyvene", "nnsight", "transformer_lens")
+VERSIONS = ("torch", "transformers", "numpy", "pyvene", "nnsight", "transformer-lens")
 
 
 def load(path: Path):
@@ -38,7 +39,8 @@ def load(path: Path):
 
 
 def peers_table(rows: list[dict]) -> list[str]:
-    """Seconds per library and each one's ratio to the row's reference, one line per row."""
+    """Seconds per library and each one's ratio to the row's reference, one line per row ("–":
+    not in that row, or not installed)."""
     lines = ["| benchmark | weights | " + " | ".join(LIBRARIES) + " |",
              "|---|---|" + "---|" * len(LIBRARIES)]
     for r in rows:
@@ -46,7 +48,7 @@ def peers_table(rows: list[dict]) -> list[str]:
         for library in LIBRARIES:
             t, reference = r["times"].get(library), r["times"][r["reference_library"]]
             ratio = "" if library == r["reference_library"] else f" ({t / reference:.3f}×)" if t else ""
-            cells.append("skipped" if t is None else f"{t:.4f} s{ratio}")
+            cells.append("–" if t is None else f"{t:.4f} s{ratio}")
         lines.append(f"| {r['benchmark']} | {r['state']} | " + " | ".join(cells) + " |")
     return lines
 
@@ -65,6 +67,8 @@ def seconds(t: dict) -> str:
 def verdict(r: dict) -> str:
     if r["met"] is None:
         return "–"
+    if r.get("tie"):
+        return "tie (within the spread)"
     return "met" if r["met"] else "**missed**"
 
 
@@ -85,6 +89,7 @@ def main(names: list[str]) -> int:
         if names and path.stem.removeprefix("bench_") not in names:
             continue
         print(f"== {path.name}", flush=True)
+        began = time.perf_counter()
         try:
             for row in load(path).run():
                 rows.append({"file": path.name, **row})
@@ -93,14 +98,16 @@ def main(names: list[str]) -> int:
         except Exception:
             traceback.print_exc()
             failed.append(path.name)
+        print(f"   ({time.perf_counter() - began:.0f} s)", flush=True)
     minutes = (time.perf_counter() - start) / 60
     load_after = os.getloadavg()[0]
-    missed = [r for r in rows if r["met"] is False]
+    missed = [r for r in rows if r["met"] is False and not r.get("tie")]
+    ties = sum(bool(r.get("tie")) for r in rows)
     lines = [
         "# Benchmark results",
         "",
         f"Written whole by `make bench{' FULL=1' if FULL else ''}` on {datetime.date.today()} "
-        f"({'every row, both weight states' if FULL else 'the default: slow reference loops once, on frozen weights'}"
+        f"({'every row, both weight states' if FULL else 'the default: fewer repeats; slow reference loops, peers and extraction on frozen weights only'}"
         f"{'; only ' + ', '.join(names) if names else ''}): {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPU cores, {torch.get_num_threads()} torch threads, Python "
         f"{platform.python_version()}; {versions()}. {minutes:.1f} minutes; load average "
@@ -112,6 +119,8 @@ def main(names: list[str]) -> int:
         "ratios. Weights: the state of the model's parameters (frozen = "
         f"`requires_grad_(False)`). Goals met: {sum(r['met'] is True for r in rows)} of "
         f"{sum(r['met'] is not None for r in rows)}"
+        + (f"; {ties} peer rows tie: above the best peer's median ratio but within its spread "
+           "(the repeats cannot order them)" if ties else "")
         + (f"; missed: {'; '.join(r['benchmark'] + ' (' + (r['state'] or '-') + ')' for r in missed)}."
            if missed else "."),
         "",

@@ -16,7 +16,7 @@ import torch
 # (torch picks different kernels for a weight that needs no gradient).
 STATES = ("unfrozen", "frozen")
 # `make bench FULL=1`: every row on both weight states and more repeats (about 50 minutes); the
-# default (about 10 minutes) runs the slow reference loops once, on one weight state.
+# default (about 10 minutes) runs the slow rows (reference loops, peers, extraction) on one state.
 FULL = os.environ.get("BENCH_FULL", "") not in ("", "0")
 
 

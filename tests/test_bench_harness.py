@@ -54,3 +54,17 @@ def test_results_are_written_whole_with_missed_goals_named(tmp_path, monkeypatch
 
 def test_a_pipe_in_a_note_stays_inside_its_cell():
     assert module("run").cell("max |Δp| 1e-6") == "max \\|Δp\\| 1e-6"
+
+
+def test_a_peer_row_is_met_below_every_peer_a_tie_within_the_best_peers_spread_else_missed():
+    peers = module("bench_peers")
+    plain = [1.0, 1.0, 1.0]
+
+    def judged(ours, pyvene):
+        times = {"plain": plain, "nbtoolkit": ours, "pyvene": pyvene, "nnsight": [2.0] * 3}
+        r = peers.comparison_row("x", "frozen", times, "plain", {"pyvene": 0.0}, "", "plain")
+        return r["met"], r["tie"]
+
+    assert judged([1.00, 1.01, 1.02], [1.02, 1.03, 1.04]) == (True, False)
+    assert judged([1.02, 1.03, 1.05], [0.99, 1.01, 1.03]) == (False, True)  # spreads overlap
+    assert judged([1.20, 1.21, 1.22], [1.00, 1.01, 1.02]) == (False, False)
