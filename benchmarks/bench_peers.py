@@ -1,13 +1,13 @@
 """nbtoolkit side by side with its peers, pyvene, nnsight and TransformerLens, and a hand-written
-hook, on the default model's weights, in one run, with trainable and with frozen weights:
+hook, on the default model's weights, in one run, with frozen weights (FULL: also trainable):
 
     capture      every block's output, batch 8 x 64 tokens
     interchange  block 15's output at positions 10 and 20 from a pre-captured source run
     30 sites     the same interchange at every block at once
     steering     20 greedy tokens with a vector added to block 15's output on every pass
-    tracing      ROME's causal trace of one prompt (hidden kind, 10 samples) against each peer's
-                 tutorial-style loop: one forward per (token, layer) cell (pyvene: a new
-                 IntervenableModel per cell, as its causal-tracing tutorial)
+    tracing      (FULL only) ROME's causal trace of one prompt (hidden kind, 10 samples) against
+                 each peer's tutorial-style loop: one forward per (token, layer) cell (pyvene: a
+                 new IntervenableModel per cell, as its causal-tracing tutorial)
 
 TransformerLens 4 runs through its ``TransformerBridge`` over a copy of the same Hugging Face
 model (the bridge switches the model it wraps to eager attention, which its pattern hooks need; the
