@@ -119,8 +119,8 @@ def main(names: list[str]) -> int:
         "ratios. Weights: the state of the model's parameters (frozen = "
         f"`requires_grad_(False)`). Goals met: {sum(r['met'] is True for r in rows)} of "
         f"{sum(r['met'] is not None for r in rows)}"
-        + (f"; {ties} peer rows tie: above the best peer's median ratio but within its spread "
-           "(the repeats cannot order them)" if ties else "")
+        + (f"; peer rows that tie (above the best peer's median ratio but within its spread: the "
+           f"repeats cannot order them): {ties}" if ties else "")
         + (f"; missed: {'; '.join(r['benchmark'] + ' (' + (r['state'] or '-') + ')' for r in missed)}."
            if missed else "."),
         "",
