@@ -7,7 +7,9 @@ hook, on the default model's weights, in one run, with frozen weights (FULL: als
     steering     20 greedy tokens with a vector added to block 15's output on every pass
     tracing      (FULL only) ROME's causal trace of one prompt (hidden kind, 10 samples) against
                  each peer's tutorial-style loop: one forward per (token, layer) cell (pyvene: a
-                 new IntervenableModel per cell, as its causal-tracing tutorial)
+                 new IntervenableModel per cell, as its causal-tracing tutorial), each library's
+                 code being its file in benchmarks/user_code, the code the lines-of-code table
+                 counts
 
 TransformerLens 4 runs through its ``TransformerBridge`` over a copy of the same Hugging Face
 model (the bridge switches the model it wraps to eager attention, which its pattern hooks need; the
@@ -36,14 +38,13 @@ import torch
 
 import nbtoolkit as nb
 from nbtoolkit.core.anatomy import resolve_site
-from nbtoolkit.tracing import causal_trace, resolve_noise
 
+from count_lines import run_snippet
 from timing import FULL, limit_of, row, side_by_side, spread, states, weights
 
 PEERS = ("pyvene", "nnsight", "transformer_lens")
 BATCH, SEQ, POSITIONS, LAYER = 8, 64, [10, 20], 15
 STEER_PROMPT, NEW_TOKENS, STEER_SCALE = "I watched the film and", 20, 8.0
-PROMPT, SUBJECT, SAMPLES, SEED = "The Eiffel Tower is located in the city of", "Eiffel Tower", 10, 1
 REPEATS = int(os.environ.get("BENCH_PEERS_REPEATS", "10" if FULL else "3"))
 TOL = 1e-4  # the same numbers: float32 logits of different but equivalent kernels
 # TransformerLens's eager attention against the model's default kernel: relative to the largest
@@ -367,134 +368,30 @@ def forward_rows(s: Setup, state: str) -> list[dict]:
     return rows
 
 
-def _noise(s: Setup, level: float, n_subject: int) -> torch.Tensor:
-    """ROME's draw: ``RandomState(seed).randn(samples, subject tokens, d) * level``, float64."""
-    draw = np.random.RandomState(SEED).randn(SAMPLES, n_subject, s.lm.d_model)
-    return torch.from_numpy(draw * level)
-
-
-def _tutorial_input(s: Setup) -> dict:
-    """The prompt, repeated once per noise sample: ``[SAMPLES, T]``."""
-    encoded = s.lm.tokenizer(PROMPT, return_tensors="pt")
-    return {key: value.expand(SAMPLES, -1) for key, value in encoded.items()}
-
-
-def pyvene_tutorial_trace(s: Setup, level: float, answer_id: int, subject: range) -> np.ndarray:
-    """pyvene's causal-tracing tutorial loop with ROME's noised copies of the prompt as the
-    batch: for every (token, layer) a new IntervenableModel that adds the noise to the subject's
-    embeddings (block 0's input) and restores block ``layer``'s output at the token from the
-    clean run (the base itself: a clean source); p(answer) at the last position, averaged."""
-    pv = s.peers["pyvene"]
-    noise = _noise(s, level, len(subject))
-
-    class NoiseIntervention(pv.ConstantSourceIntervention, pv.LocalistRepresentationIntervention):
-        def __init__(self, embed_dim, **kwargs):
-            super().__init__()
-            self.interchange_dim = embed_dim
-
-        def forward(self, base, source=None, subspaces=None):
-            base[..., : self.interchange_dim] += noise  # float64 noise, summed in place (ROME)
-            return base
-
-    base = _tutorial_input(s)
-    n_tokens = base["input_ids"].shape[1]
-    scores = np.zeros((n_tokens, s.lm.n_layers))
-    for layer in range(s.lm.n_layers):
-        for token in range(n_tokens):
-            config = pv.IntervenableConfig(
-                representations=[pv.RepresentationConfig(0, "block_input"),
-                                 pv.RepresentationConfig(layer, "block_output")],
-                intervention_types=[NoiseIntervention, pv.VanillaIntervention])
-            model = pv.IntervenableModel(config, s.model)
-            _, out = model(base, [None, base], {"sources->base": (
-                [None, [[token]] * SAMPLES], [[list(subject)] * SAMPLES, [[token]] * SAMPLES])})
-            probs = out.logits[:, -1].float().softmax(-1)[:, answer_id]
-            scores[token, layer] = float(probs.mean())
-    return scores
-
-
-def nnsight_tutorial_trace(s: Setup, level: float, answer_id: int, subject: range) -> np.ndarray:
-    """nnsight's activation-patching tutorial loop on ROME's noised copies of the prompt: one
-    clean trace saving every block's output, then one trace per (token, layer) that adds the
-    noise to the subject's embeddings and writes the clean block output back at the token."""
-    noise = _noise(s, level, len(subject))
-    base = _tutorial_input(s)
-    embed = s.envoy(s.model.get_input_embeddings())
-    blocks = [s.envoy(module) for module in s.modules]
-    head = s.envoy(s.model.get_output_embeddings())
-    clean = []  # [1, T, d] per block; names bound inside a trace do not reach later traces
-    with s.nnsight.trace({key: value[:1] for key, value in base.items()}):
-        for block in blocks:
-            clean.append(block.output.save())
-    n_tokens = base["input_ids"].shape[1]
-    scores = np.zeros((n_tokens, s.lm.n_layers))
-    for layer in range(s.lm.n_layers):
-        for token in range(n_tokens):
-            with s.nnsight.trace(base):
-                embed.output[:, subject.start:subject.stop] += noise
-                blocks[layer].output[:, token] = clean[layer][0, token]
-                probs = head.output[:, -1].float().softmax(-1)[:, answer_id].save()
-            scores[token, layer] = float(probs.mean())
-    return scores
-
-
-def transformer_lens_tutorial_trace(s: Setup, level: float, answer_id: int,
-                                    subject: range) -> np.ndarray:
-    """TransformerLens's activation-patching loop on ROME's noised copies of the prompt: the
-    clean residual stream from ``run_with_cache``, then one ``run_with_hooks`` per (token, layer)
-    with a hook that adds the noise to the subject's embeddings and one that writes the clean
-    ``hook_resid_post`` back at the token."""
-    noise = _noise(s, level, len(subject))
-    tokens = _tutorial_input(s)["input_ids"]
-    names = [f"blocks.{layer}.hook_resid_post" for layer in range(s.lm.n_layers)]
-    _, clean = s.tl.run_with_cache(tokens[:1], names_filter=names)
-
-    def add_noise(activation, hook):
-        activation[:, subject.start:subject.stop] += noise
-        return activation
-
-    def restore(token, layer):
-        def hook(activation, hook):
-            activation[:, token] = clean[names[layer]][0, token]
-            return activation
-        return hook
-
-    scores = np.zeros((tokens.shape[1], s.lm.n_layers))
-    for layer in range(s.lm.n_layers):
-        for token in range(tokens.shape[1]):
-            logits = s.tl.run_with_hooks(tokens, fwd_hooks=[("embed.hook_out", add_noise),
-                                                            (names[layer], restore(token, layer))])
-            scores[token, layer] = float(logits[:, -1].float().softmax(-1)[:, answer_id].mean())
-    return scores
-
-
 def tracing_row(s: Setup, state: str) -> dict | None:
-    loops = {name: fn for name, fn in (("pyvene", pyvene_tutorial_trace),
-                                       ("nnsight", nnsight_tutorial_trace),
-                                       ("transformer_lens", transformer_lens_tutorial_trace))
-             if name in s.peers}
+    """ROME's causal trace as each library's user writes it: ``user_code/<library>/
+    causal_trace.py`` (the peers: their tutorials' loop of one forward per cell), each whole, once,
+    on a copy of the model in ``state``; the same grid checked first."""
+    loops = [name for name in PEERS if name in s.peers]
     if not loops:
         print("   causal tracing: no peer installed, no tutorial loop to compare with", flush=True)
         return None
-    level = resolve_noise(s.lm, "s3")
-    start = time.perf_counter()
-    result = causal_trace(s.lm, PROMPT, SUBJECT, kind="hidden", samples=SAMPLES, noise=level,
-                          seed=SEED)
-    times, diffs = {"nbtoolkit": time.perf_counter() - start}, {}
-    for name, loop in loops.items():
+    times, grids = {}, {}
+    for library in ["nbtoolkit", *loops]:
+        model = copy.deepcopy(s.model)  # pyvene freezes, TransformerLens rewires the model
         start = time.perf_counter()
-        try:
-            scores = loop(s, level, result.answer_id, range(*result.subject_range))
-        finally:
-            s.set_weights(state)  # every IntervenableModel froze it
-        times[name] = time.perf_counter() - start
-        diff = float(np.max(np.abs(scores - result.scores)))
-        if diff > (TOL_EAGER if name == "transformer_lens" else TOL):
-            raise AssertionError(f"causal tracing: {name}'s loop differs from nbtoolkit by {diff:.2e}")
-        diffs[name] = diff
+        grids[library] = np.asarray(run_snippet(library, "causal_trace", model))
+        times[library] = time.perf_counter() - start
+    diffs = {}
+    for library in loops:
+        diffs[library] = float(np.max(np.abs(grids[library] - grids["nbtoolkit"])))
+        if diffs[library] > (TOL_EAGER if library == "transformer_lens" else TOL):
+            raise AssertionError(f"causal tracing: {library}'s loop differs from nbtoolkit by "
+                                 f"{diffs[library]:.2e}")
     fastest = min(loops, key=times.get)
-    name = (f"causal trace, hidden grid ({len(result.tokens)} tokens × {s.lm.n_layers} layers, "
-            f"{SAMPLES} samples) vs the peers' tutorial loops")
+    n_tokens, n_layers = grids["nbtoolkit"].shape
+    name = (f"causal trace, hidden grid ({n_tokens} tokens × {n_layers} layers, 10 samples) vs "
+            f"the peers' tutorial loops (benchmarks/user_code)")
     out = comparison_row(name, state, times, fastest, diffs, "<= 1",
                          f"{fastest}'s loop (one run each)")
     if "pyvene" in loops:

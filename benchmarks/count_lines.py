@@ -69,25 +69,30 @@ def table() -> str:
     return "\n".join(rows) + "\n"
 
 
-def run_all() -> list[str]:
-    """Run every snippet; the failures (an error, or a result that is not nbtoolkit's)."""
+def run_snippet(library: str, task: str, model=None):
+    """The ``result`` of ``user_code/<library>/<task>.py``, run without gradients on ``model``
+    (default: a fresh copy of the shared model; TransformerLens's bridge rewires the model it
+    wraps)."""
     import torch
 
-    inputs = _shared_inputs()
-    pristine = inputs.model
+    inputs = shared_inputs()
+    inputs.model = copy.deepcopy(inputs.pristine) if model is None else model
+    with torch.no_grad():
+        return runpy.run_path(str(USER_CODE / library / f"{task}.py"))["result"]
 
+
+def run_all() -> list[str]:
+    """Run every snippet; the failures (an error, or a result that is not nbtoolkit's)."""
+    close = shared_inputs().close
     failures = []
     for task in TASKS:
         expected = None
         for library in LIBRARIES:
-            path = USER_CODE / library / f"{task}.py"
             if library != "nbtoolkit" and not _installed(library):
                 print(f"{task:>24} {library:>16}: not installed, skipped", flush=True)
                 continue
-            inputs.model = copy.deepcopy(pristine)  # TransformerLens's bridge rewires its model
             try:
-                with torch.no_grad():
-                    result = runpy.run_path(str(path))["result"]
+                result = run_snippet(library, task)
             except Exception:
                 failures.append(f"{library}/{task}.py raised:\n{traceback.format_exc()}")
                 continue
@@ -97,7 +102,7 @@ def run_all() -> list[str]:
                 failures.append(f"{library}/{task}.py: no nbtoolkit result to compare with")
                 continue
             else:
-                diff = inputs.close(result, expected)
+                diff = close(result, expected)
             verdict = "equal" if diff <= TOLERANCE else "DIFFERS"
             print(f"{task:>24} {library:>16}: {verdict} (max |Δ| {diff:.1e})", flush=True)
             if diff > TOLERANCE:
@@ -105,13 +110,16 @@ def run_all() -> list[str]:
     return failures
 
 
-def _shared_inputs():
-    """``user_code/inputs.py`` imported as ``inputs``, for the snippets' ``from inputs import``
-    (the folder itself is not put on ``sys.path``: its folders are named like the libraries)."""
-    spec = importlib.util.spec_from_file_location("inputs", USER_CODE / "inputs.py")
-    module = sys.modules["inputs"] = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def shared_inputs():
+    """``user_code/inputs.py`` imported once as ``inputs``, for the snippets' ``from inputs
+    import`` (the folder itself is not put on ``sys.path``: its folders are named like the
+    libraries); ``.pristine`` keeps the model as loaded."""
+    if "inputs" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("inputs", USER_CODE / "inputs.py")
+        module = sys.modules["inputs"] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.pristine = module.model
+    return sys.modules["inputs"]
 
 
 def _installed(library: str) -> bool:

@@ -22,7 +22,7 @@ def count_lines():
 
 @pytest.fixture(scope="module")
 def inputs(count_lines):
-    return count_lines._shared_inputs()
+    return count_lines.shared_inputs()
 
 
 def ours(task: str) -> object:
