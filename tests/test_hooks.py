@@ -356,3 +356,23 @@ def test_prompt_only_refuses_generation_without_kv_cache(tiny_llama):
         with patch(tiny_llama, {"layer.0": Zero()}, prompt_only=True):
             tiny_llama.generate("Hi", max_new_tokens=2, use_cache=False)
     assert hook_count(tiny_llama.model) == before
+
+
+def test_a_mask_passed_positionally_is_read(tiny_llama):
+    """The stack's forward called with (input_ids, attention_mask) positionally, twice (the
+    argument names are looked up once per forward function): left padding is read from it as
+    from the keyword call, so position -1 is each row's last token in both."""
+    lm = tiny_llama
+    batch = lm.encode(["Hi", "The capital of France is"])
+    assert not bool(batch["attention_mask"][:, 0].all())  # row 0 is left-padded
+    body = lm.model.model
+    v = torch.randn(lm.d_model, generator=torch.Generator().manual_seed(0))
+    with patch(lm, {"layer.1": Add(v, at=[0])}):
+        by_name = body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        for _ in range(2):
+            positional = body(batch["input_ids"], batch["attention_mask"])
+            torch.testing.assert_close(positional.last_hidden_state, by_name.last_hidden_state)
+    plain = body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    changed = (by_name.last_hidden_state - plain.last_hidden_state).abs().sum(-1) > 1e-6
+    first_real = int((batch["attention_mask"][0] == 0).sum())
+    assert changed[0, first_real] and not changed[0, :first_real].any()

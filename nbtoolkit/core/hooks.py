@@ -23,7 +23,10 @@ its body (``lm.model.model(...)``), a T5 stack called alone and ``generate`` cou
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import itertools
+import weakref
 from contextlib import contextmanager
 from typing import Callable, Iterable, Mapping
 
@@ -75,10 +78,21 @@ def _named_arguments(module, args: tuple, kwargs: dict) -> dict:
     passed positionally)."""
     if not args:
         return kwargs
-    try:
-        return {**inspect.signature(module.forward).bind_partial(*args).arguments, **kwargs}
-    except TypeError:
-        return kwargs
+    forward = module.forward
+    function = getattr(forward, "__func__", forward)
+    names = _POSITIONAL_NAMES.get(function)
+    if names is None:  # inspect.signature costs ~40 µs: once per forward function
+        parameters = list(inspect.signature(function).parameters.values())
+        names = tuple(p.name for p in itertools.takewhile(
+            lambda p: p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD), parameters))
+        with contextlib.suppress(TypeError):  # a callable without weak references: not kept
+            _POSITIONAL_NAMES[function] = names
+    if function is not forward:  # a bound method: the first name is self's
+        names = names[1:]
+    return {**dict(zip(names, args)), **kwargs}
+
+
+_POSITIONAL_NAMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def left_padding(mask: torch.Tensor | None) -> tuple[int, ...] | None:

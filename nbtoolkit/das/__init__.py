@@ -11,6 +11,7 @@ last position's logits; ``labels`` may be pyvene-style ``[N, seq]`` with −100 
 last position) or any ``torch.nn.Module`` mapping inputs to class logits ``[N, classes]``.
 
 rotations    the trainable subspaces (RotatedSubspace, Boundless, low-rank, neuron) and Interchange
+orthogonal   the square rotations' parametrization: PyTorch's map, exp(A) through one eigh
 data         counterfactual examples as columns of tensors, batches
 forward      predictions, source activations, the intervened forward
 train        train_das, alignment_grid, the DAS step and optimizer

@@ -35,6 +35,7 @@ from torch.nn.utils.parametrizations import orthogonal
 
 from ..core.files import atomic_write, write_json
 from ..core.interventions import Index, Intervention, PatchContext, take_value
+from . import orthogonal as square_orthogonal
 
 FORMAT = 2
 CONFIG_FILE = "intervention.json"
@@ -43,15 +44,19 @@ TENSOR_FILE = "intervention.safetensors"
 
 def _orthogonal_linear(d: int, k: int, seed: int) -> nn.Linear:
     """A bias-free ``d -> k`` map whose ``weight`` ``[d, k]`` has orthonormal columns, under
-    PyTorch's orthogonal parametrization (recomputed at every access, as in pyvene: no caching)."""
+    PyTorch's orthogonal parametrization (pyvene's; square ones through :mod:`.orthogonal`, the
+    same map with a cheaper matrix exponential), recomputed at every access as in pyvene."""
     layer = nn.Linear(d, k, bias=False)
     generator = torch.Generator().manual_seed(seed)
     weight = torch.empty(d, k)
     nn.init.orthogonal_(weight, generator=generator)
     # nn.Linear stores [out, in]; we keep pyvene's convention x @ W with W [d, k]
     layer.weight = nn.Parameter(weight)
-    with torch.random.fork_rng(devices=[]):  # torch completes non-square bases with randn
-        layer = orthogonal(layer)
+    if k == d:
+        layer = square_orthogonal.orthogonal(layer)
+    else:  # PyTorch's map (Householder on [d, k]); it completes the base with randn
+        with torch.random.fork_rng(devices=[]):
+            layer = orthogonal(layer)
     set_orthogonal(layer, weight, generator)
     return layer
 
