@@ -3,8 +3,10 @@
 The DAS step is the body of ``train_das``'s loop (:func:`nbtoolkit.das.train.das_step` after
 setting the batch's :class:`~nbtoolkit.das.rotations.Interchange`), timed in the state
 ``train_das`` runs it in: frozen model, the interchange hook registered, source activations
-captured beforehand (they do not depend on the rotation). It sets the batch's sources, runs the base forward through the rotated interchange, takes the cross-entropy,
-backpropagates into the rotation and takes ``train_das``'s Adam step. The reference: the same
+captured beforehand (they do not depend on the rotation). It sets the batch's sources, runs the
+base forward through the rotated interchange, takes the cross-entropy, backpropagates into the
+rotation and takes ``train_das``'s Adam step. Beside it, as a profile, the same step with R a
+plain matrix (no orthogonal parametrization): what the swap itself costs. The reference: the same
 model and batch with trainable weights, forward, cross-entropy, backward (no optimiser step). The two are
 timed alternately, a few consecutive steps each (as in a training loop), and the medians
 of ``repeats`` are compared. One weights state only: ``train_das`` freezes the model whatever
@@ -13,7 +15,9 @@ state it comes in, and the reference needs trainable weights (its backward fills
 
 from __future__ import annotations
 
+import statistics
 import time
+from copy import deepcopy
 
 import torch
 import torch.nn.functional as F
@@ -46,30 +50,45 @@ def _compare(name, model, site, batch, source, intervention, at, repeats, note, 
             p.grad = None
         F.cross_entropy(predict_logits(model, batch["base"]), batch["labels"]).backward()
 
-    optimizer = das_optimizer(intervention)
     device = device_of(module)
     with frozen(module):
         sources = capture_sources(model, site, source, at=at)
-    current = CurrentInterchange()
+    candidates = {"ours": intervention, "plain R": _with_plain_rotation(intervention)}
+    timings = {key: [] for key in (*candidates, "reference")}
+    runs = {}
+    for key, subspace in candidates.items():
+        optimizer, current = das_optimizer(subspace), CurrentInterchange()
 
-    def step():
-        current.interchange = interchange_for(intervention, batch, sources, at, device)
-        das_step(model, intervention, batch, optimizer)
-
-    ours, ref = [], []
+        def step(subspace=subspace, optimizer=optimizer, current=current):
+            current.interchange = interchange_for(subspace, batch, sources, at, device)
+            das_step(model, subspace, batch, optimizer)
+        runs[key] = (step, current)
     plain()  # warm-up
-    with frozen(module), patch(model, {site: current}):
-        step()
-    for _ in range(repeats):  # alternate so load changes hit both
+    for step, current in runs.values():
         with frozen(module), patch(model, {site: current}):
-            ours.append(_per_step(step, steps))
-        ref.append(_per_step(plain, steps))
-    out = row(name, ours, ref, "<= 1.3", note, "frozen")
+            step()
+    for _ in range(repeats):  # alternate so load changes hit all alike
+        for key, (step, current) in runs.items():
+            with frozen(module), patch(model, {site: current}):
+                timings[key].append(_per_step(step, steps))
+        timings["reference"].append(_per_step(plain, steps))
+    out = row(name, timings["ours"], timings["reference"], "<= 1.3", note, "frozen")
     fixed = _rotation_cost(intervention, steps)
+    plain_R = statistics.median(timings["plain R"]) / out["reference"]["median"]
     out["note"] += (f"; profile: the rotation exp(skew) forward+backward, timed alone, takes "
                     f"{fixed * 1e3:.2f} ms per step at any batch ({fixed / out['reference']['median']:.2f} "
-                    f"of the reference)")
+                    f"of the reference); the same step with R a plain matrix (no orthogonal "
+                    f"parametrization) {plain_R:.2f}×")
     return out
+
+
+def _with_plain_rotation(intervention):
+    """A copy of ``intervention`` whose R is a plain trainable ``[d, d]`` matrix (its current
+    value): the step without the parametrization's cost (training it would leave the rotations)."""
+    copy = deepcopy(intervention)
+    copy.rotate = torch.nn.Linear(copy.d, copy.d, bias=False)
+    copy.rotate.weight = torch.nn.Parameter(intervention.rotation.detach().clone())
+    return copy
 
 
 def _rotation_cost(intervention, steps: int) -> float:
