@@ -12,8 +12,9 @@ the rotation half the cost of a plain forward+backward of the hierarchical-equal
 6400 (``benchmarks/bench_das.py``). A is real skew-symmetric, so iA is Hermitian: one
 ``eigh(iA) = V diag(w) Vᴴ`` gives ``exp(A) = V diag(e^{−iw}) Vᴴ`` and, by the Daleckii–Krein
 formula, the gradient ``V ((Vᴴ G V) ∘ F) Vᴴ`` with the divided differences of exp,
-``F_jk = e^{i(w_j + w_k)/2} sinc((w_j − w_k)/2)`` (stable for equal eigenvalues). Measured on
-CPU, forward + backward: 16×16 about 2×, 576×576 about 3× faster than ``matrix_exp``.
+``F_jk = e^{i(w_j + w_k)/2} sinc((w_j − w_k)/2)`` (stable for equal eigenvalues). Forward +
+backward on a CPU: 0.27 ms instead of 0.51 at 16×16 in ``bench_das`` (about the same as
+``matrix_exp`` while A is near 0), 1.7× faster at 64×64, 3× at 576×576.
 """
 
 from __future__ import annotations
