@@ -1157,6 +1157,38 @@ def test_model_fingerprint_ignores_the_state_a_padded_call_leaves():
     assert model_fingerprint(lm) == before
 
 
+def test_fingerprinting_leaves_the_tokenizers_call_state_as_it_was():
+    from nbtoolkit.ccs.activations import tokenizer_fingerprint
+
+    lm = tiny_model("llama", n_layers=2)
+    backend = lm.tokenizer.backend_tokenizer
+    plain = tokenizer_fingerprint(lm.tokenizer)
+    backend.enable_padding(pad_id=1, pad_token="x", direction="left", pad_to_multiple_of=8)
+    backend.enable_truncation(max_length=7, stride=1)
+    padding, truncation = backend.padding, backend.truncation
+    assert tokenizer_fingerprint(lm.tokenizer) == plain
+    assert (backend.padding, backend.truncation) == (padding, truncation)
+
+
+def test_model_fingerprint_splits_the_tensors_the_same_way_every_time():
+    """Two threads hash two fixed halves (largest first onto the lighter), together every tensor
+    once; the same halves on every call."""
+    from nbtoolkit.ccs import activations
+
+    lm = tiny_model("llama", n_layers=2)
+    seen = []
+    original = activations._tensors_digest
+    activations._tensors_digest = lambda tensors: seen.append([n for n, _ in tensors]) or original(tensors)
+    try:
+        first = activations.model_fingerprint(lm)
+        second = activations.model_fingerprint(lm)
+    finally:
+        activations._tensors_digest = original
+    assert first == second and sorted(seen[:2]) == sorted(seen[2:])  # threads may append in any order
+    names = {n for n, _ in [*lm.model.named_parameters(), *lm.model.named_buffers()]}
+    assert sorted(seen[0] + seen[1]) == sorted(names) and not set(seen[0]) & set(seen[1])
+
+
 def test_extract_after_a_weight_edit_returns_fresh_states(tmp_path):
     from nbtoolkit.ccs.activations import extract
     from nbtoolkit.data.contrast import load_contrast
