@@ -53,16 +53,18 @@ def _compare(name, model, site, batch, source, intervention, at, repeats, note, 
     device = device_of(module)
     with frozen(module):
         sources = capture_sources(model, site, source, at=at)
-    candidates = {"ours": intervention, "plain R": _with_plain_rotation(intervention)}
-    timings = {key: [] for key in (*candidates, "reference")}
-    runs = {}
-    for key, subspace in candidates.items():
+    def training_step(subspace):
+        """``train_das``'s step on ``batch`` for ``subspace``, and the hook it runs under."""
         optimizer, current = das_optimizer(subspace), CurrentInterchange()
 
-        def step(subspace=subspace, optimizer=optimizer, current=current):
+        def step():
             current.interchange = interchange_for(subspace, batch, sources, at, device)
             das_step(model, subspace, batch, optimizer)
-        runs[key] = (step, current)
+        return step, current
+
+    runs = {"ours": training_step(intervention),
+            "plain R": training_step(_with_plain_rotation(intervention))}
+    timings = {key: [] for key in (*runs, "reference")}
     plain()  # warm-up
     for step, current in runs.values():
         with frozen(module), patch(model, {site: current}):

@@ -1178,7 +1178,12 @@ def test_model_fingerprint_splits_the_tensors_the_same_way_every_time():
     lm = tiny_model("llama", n_layers=2)
     seen = []
     original = activations._tensors_digest
-    activations._tensors_digest = lambda tensors: seen.append([n for n, _ in tensors]) or original(tensors)
+
+    def recording(tensors):
+        seen.append([name for name, _ in tensors])
+        return original(tensors)
+
+    activations._tensors_digest = recording
     try:
         first = activations.model_fingerprint(lm)
         second = activations.model_fingerprint(lm)

@@ -119,6 +119,17 @@ def test_das_training_run_equals_pytorchs_parametrization():
     torch.testing.assert_close(swapped.rotation, theirs.rotation, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_parameter_gives_a_nan_weight_as_pytorchs(bad):
+    original, base = torch.zeros(4, 4), torch.eye(4)
+    original[2, 1] = bad
+    ours = layer(orthogonal, original, base)
+    assert torch.isnan(ours.weight).all()
+    assert torch.isnan(layer(torch_orthogonal, original, base).weight).any()
+    ours.weight.sum().backward()
+    assert torch.isnan(ours.parametrizations.weight.original.grad).any()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(),
                     reason="no CUDA device on this machine; runs where torch.cuda.is_available()")
 def test_on_the_gpu_equals_pytorchs():

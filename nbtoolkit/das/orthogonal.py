@@ -33,7 +33,7 @@ class _OrthogonalMap(torch.autograd.Function):
     def forward(ctx, original, base):
         work = original.float() if original.dtype in (torch.float16, torch.bfloat16) else original
         lower = work.tril()
-        w, V = torch.linalg.eigh((lower - lower.mT) * 1j)  # iA = V diag(w) Vᴴ, w real
+        w, V = _eigh_of_i_times(lower - lower.mT)          # iA = V diag(w) Vᴴ, w real
         half = torch.exp(0.5j * w)                         # e^{iw/2}
         minus, plus = V * half.conj(), V * half            # exp(A) = V e^{−iw} Vᴴ = minus · plusᴴ
         ctx.save_for_backward(w, V, minus, plus, base)
@@ -47,6 +47,19 @@ class _OrthogonalMap(torch.autograd.Function):
         # d/dA = L(Aᵀ, G) = V ((Vᴴ G V) ∘ F) Vᴴ with F = e^{iw_j/2} e^{iw_k/2} sinc_jk
         grad_A = (plus @ ((V.mH @ grad_exp @ V) * sinc) @ minus.mH).real
         return (grad_A - grad_A.mT).tril().to(grad.dtype), None
+
+
+def _eigh_of_i_times(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``eigh(iA)``; NaN eigenvalues and vectors when A holds a NaN or an infinity (eigh would
+    fail to converge): the weight is then NaN, as ``matrix_exp`` gives, so a training loop's loss
+    check names the step that diverged."""
+    try:
+        return torch.linalg.eigh(A * 1j)
+    except torch.linalg.LinAlgError:
+        if bool(torch.isfinite(A).all()):
+            raise
+        n, nan = A.shape[0], float("nan")
+        return A.new_full((n,), nan), A.new_full((n, n), nan, dtype=A.dtype.to_complex())
 
 
 class Orthogonal(nn.Module):

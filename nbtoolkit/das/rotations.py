@@ -52,11 +52,10 @@ def _orthogonal_linear(d: int, k: int, seed: int) -> nn.Linear:
     nn.init.orthogonal_(weight, generator=generator)
     # nn.Linear stores [out, in]; we keep pyvene's convention x @ W with W [d, k]
     layer.weight = nn.Parameter(weight)
-    if k == d:
-        layer = square_orthogonal.orthogonal(layer)
-    else:  # PyTorch's map (Householder on [d, k]); it completes the base with randn
-        with torch.random.fork_rng(devices=[]):
-            layer = orthogonal(layer)
+    if k == d:  # its right_inverse keeps `weight` itself as the base
+        return square_orthogonal.orthogonal(layer)
+    with torch.random.fork_rng(devices=[]):  # PyTorch's map (Householder on [d, k]) completes
+        layer = orthogonal(layer)             # the base with randn: replaced by a seeded one
     set_orthogonal(layer, weight, generator)
     return layer
 
