@@ -36,6 +36,10 @@ from timing import FULL, row
 
 
 def _per_step(fn, steps: int) -> float:
+    """Seconds per call of ``fn`` over ``steps`` consecutive calls, after one untimed call: the
+    first call after switching candidates pays for the other's cold caches, which a training
+    loop's consecutive steps do not."""
+    fn()
     start = time.perf_counter()
     for _ in range(steps):
         fn()

@@ -337,11 +337,40 @@ def comparison_row(name: str, state: str, times: dict[str, list[float] | float],
     out = dict(row(name, times["nbtoolkit"], times[reference], goal, note, state),
                times=medians, reference_library=reference)
     if peers and limit_of(goal) is None:  # the goal: at or below every peer's ratio
-        best = min(peers, key=ratios.get)
+        out["best_peer"] = best = min(peers, key=ratios.get)
         out["met"] = ratios["nbtoolkit"] <= ratios[best]
         paired = lambda who: row("", times[who], times[reference], "")["ratio_spread"]  # noqa: E731
         out["tie"] = not out["met"] and paired("nbtoolkit")[0] <= paired(best)[1]
     return out
+
+
+def profile_gap(ours, peer, name: str) -> str:
+    """Where nbtoolkit's run spends more than ``name``'s, from ``torch.profiler`` runs of each
+    (self CPU time per op, the lower of two alternated runs): the op calls only nbtoolkit makes
+    (its hook path: the calls of an op beyond the peer's count, at that op's mean time), the ones
+    only the peer makes, and the difference over the ops both call equally often (the model's
+    own kernels)."""
+    def profiled(fn) -> dict:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            fn()
+        return {e.key: (e.count, e.self_cpu_time_total / 1e3) for e in prof.key_averages()}
+    first = [profiled(ours), profiled(peer)]
+    ops = [{key: (n, min(ms, before.get(key, (n, ms))[1])) for key, (n, ms) in profiled(fn).items()}
+           for fn, before in zip((ours, peer), first)]
+
+    def beyond(mine: dict, other: dict) -> tuple[float, str]:
+        extra = sorted(((ms * (n - other.get(key, (0, 0))[0]) / n, key, n - other.get(key, (0, 0))[0])
+                        for key, (n, ms) in mine.items() if n > other.get(key, (0, 0))[0]),
+                       reverse=True)
+        top = ", ".join(f"{key.removeprefix('aten::')} ×{n} {ms:.1f} ms" for ms, key, n in extra[:3])
+        return sum(ms for ms, _, _ in extra), top
+    ours_only, ours_top = beyond(*ops)
+    peer_only, _ = beyond(*ops[::-1])
+    shared = sum(ms - ops[1][key][1] for key, (n, ms) in ops[0].items()
+                 if key in ops[1] and ops[1][key][0] == n)
+    return (f"profile: nbtoolkit's extra op calls {ours_only:.1f} ms ({ours_top}), "
+            f"{name}'s {peer_only:.1f} ms; the ops both call equally often (the model's kernels) "
+            f"{shared:+.1f} ms")
 
 
 def forward_rows(s: Setup, state: str) -> list[dict]:
@@ -358,6 +387,9 @@ def forward_rows(s: Setup, state: str) -> list[dict]:
         diffs = check(name, candidates, "raw hook", plain() if changes_logits else None)
         times = side_by_side({"plain": plain, **candidates}, repeats=REPEATS, warmup=1)
         rows.append(comparison_row(name, state, times, "plain", diffs, "", "plain forward"))
+        if rows[-1]["met"] is False:  # what the gap is made of
+            best = rows[-1]["best_peer"]
+            rows[-1]["note"] += "; " + profile_gap(candidates["nbtoolkit"], candidates[best], best)
     name = f"steering: {NEW_TOKENS} greedy tokens, a vector added at block {LAYER}"
     candidates = steering(s)
     s.set_weights(state)

@@ -68,3 +68,23 @@ def test_a_peer_row_is_met_below_every_peer_a_tie_within_the_best_peers_spread_e
     assert judged([1.00, 1.01, 1.02], [1.02, 1.03, 1.04]) == (True, False)
     assert judged([1.02, 1.03, 1.05], [0.99, 1.01, 1.03]) == (False, True)  # spreads overlap
     assert judged([1.20, 1.21, 1.22], [1.00, 1.01, 1.02]) == (False, False)
+
+
+def test_a_peer_gap_profile_names_the_op_calls_only_one_side_makes():
+    import re
+    import torch
+
+    peers = module("bench_peers")
+    a = torch.randn(2048, 2048)  # clones of 16 MB: well above 0.1 ms each
+
+    def peer():
+        return torch.relu(a) + 1
+
+    def ours():  # the same work, plus two clones: a hook path's own ops
+        return torch.relu(a.clone().clone()) + 1
+
+    text = peers.profile_gap(ours, peer, "pyvene")
+    assert "clone ×2" in text and "pyvene's 0.0 ms" in text
+    shown = re.search(r"extra op calls ([0-9.]+) ms", text)
+    assert float(shown.group(1)) > 0
+    assert "profile: " in peers.profile_gap(peer, ours, "pyvene")  # the other way round: none extra
