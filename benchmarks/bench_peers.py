@@ -359,10 +359,15 @@ def profile_gap(ours, peer, name: str) -> str:
            for fn, before in zip((ours, peer), first)]
 
     def beyond(mine: dict, other: dict) -> tuple[float, str]:
-        extra = sorted(((ms * (n - other.get(key, (0, 0))[0]) / n, key, n - other.get(key, (0, 0))[0])
-                        for key, (n, ms) in mine.items() if n > other.get(key, (0, 0))[0]),
-                       reverse=True)
-        top = ", ".join(f"{key.removeprefix('aten::')} ×{n} {ms:.1f} ms" for ms, key, n in extra[:3])
+        """The milliseconds of ``mine``'s op calls beyond ``other``'s count of each op, and the
+        three largest."""
+        extra = []
+        for key, (calls, ms) in mine.items():
+            more = calls - other.get(key, (0, 0.0))[0]
+            if more > 0:
+                extra.append((ms * more / calls, key, more))
+        extra.sort(reverse=True)
+        top = ", ".join(f"{key} ×{more} {ms:.1f} ms" for ms, key, more in extra[:3])
         return sum(ms for ms, _, _ in extra), top
     ours_only, ours_top = beyond(*ops)
     peer_only, _ = beyond(*ops[::-1])
@@ -386,18 +391,25 @@ def forward_rows(s: Setup, state: str) -> list[dict]:
         s.set_weights(state)  # pyvene's constructor froze the model
         diffs = check(name, candidates, "raw hook", plain() if changes_logits else None)
         times = side_by_side({"plain": plain, **candidates}, repeats=REPEATS, warmup=1)
-        rows.append(comparison_row(name, state, times, "plain", diffs, "", "plain forward"))
-        if rows[-1]["met"] is False:  # what the gap is made of
-            best = rows[-1]["best_peer"]
-            rows[-1]["note"] += "; " + profile_gap(candidates["nbtoolkit"], candidates[best], best)
+        rows.append(profiled_if_behind(
+            comparison_row(name, state, times, "plain", diffs, "", "plain forward"), candidates))
     name = f"steering: {NEW_TOKENS} greedy tokens, a vector added at block {LAYER}"
     candidates = steering(s)
     s.set_weights(state)
     steered = {k: v for k, v in candidates.items() if k != "plain"}
     diffs = check(name, steered, "raw hook", candidates["plain"]())
     times = side_by_side(candidates, repeats=REPEATS, warmup=1)
-    rows.append(comparison_row(name, state, times, "plain", diffs, "", "unsteered generate"))
+    rows.append(profiled_if_behind(
+        comparison_row(name, state, times, "plain", diffs, "", "unsteered generate"), candidates))
     return rows
+
+
+def profiled_if_behind(row: dict, candidates: dict) -> dict:
+    """``row``, with a profile of its gap to the best peer in the note when it is not met."""
+    if row["met"] is False:
+        best = row["best_peer"]
+        row["note"] += "; " + profile_gap(candidates["nbtoolkit"], candidates[best], best)
+    return row
 
 
 def tracing_row(s: Setup, state: str) -> dict | None:
