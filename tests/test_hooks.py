@@ -376,3 +376,21 @@ def test_a_mask_passed_positionally_is_read(tiny_llama):
     changed = (by_name.last_hidden_state - plain.last_hidden_state).abs().sum(-1) > 1e-6
     first_real = int((batch["attention_mask"][0] == 0).sum())
     assert changed[0, first_real] and not changed[0, :first_real].any()
+
+
+def test_a_forward_without_weak_references_still_names_its_arguments():
+    """A module whose ``forward`` is a callable object that cannot be weakly referenced (a class
+    with ``__slots__``): its positional names are read on every call instead of kept."""
+    from nbtoolkit.core.hooks import _named_arguments
+
+    class Forward:
+        __slots__ = ()
+
+        def __call__(self, input_ids, attention_mask=None):
+            return input_ids
+
+    module = torch.nn.Module()
+    module.forward = Forward()
+    for _ in range(2):
+        assert _named_arguments(module, ("ids", "mask"), {"use_cache": True}) == \
+            {"input_ids": "ids", "attention_mask": "mask", "use_cache": True}

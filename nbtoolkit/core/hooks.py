@@ -80,19 +80,26 @@ def _named_arguments(module, args: tuple, kwargs: dict) -> dict:
         return kwargs
     forward = module.forward
     function = getattr(forward, "__func__", forward)
-    names = _POSITIONAL_NAMES.get(function)
-    if names is None:  # inspect.signature costs ~40 µs: once per forward function
-        parameters = list(inspect.signature(function).parameters.values())
-        names = tuple(p.name for p in itertools.takewhile(
-            lambda p: p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD), parameters))
-        with contextlib.suppress(TypeError):  # a callable without weak references: not kept
-            _POSITIONAL_NAMES[function] = names
+    names = _positional_names(function)
     if function is not forward:  # a bound method: the first name is self's
         names = names[1:]
     return {**dict(zip(names, args)), **kwargs}
 
 
 _POSITIONAL_NAMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _positional_names(function) -> tuple[str, ...]:
+    """The names of ``function``'s positional parameters, looked up once per function
+    (``inspect.signature`` costs ~40 µs); a callable without weak references every time."""
+    with contextlib.suppress(KeyError, TypeError):  # TypeError: no weak reference to it
+        return _POSITIONAL_NAMES[function]
+    parameters = inspect.signature(function).parameters.values()
+    names = tuple(p.name for p in itertools.takewhile(
+        lambda p: p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD), parameters))
+    with contextlib.suppress(TypeError):
+        _POSITIONAL_NAMES[function] = names
+    return names
 
 
 def left_padding(mask: torch.Tensor | None) -> tuple[int, ...] | None:
