@@ -7,9 +7,9 @@ captured beforehand (they do not depend on the rotation). It sets the batch's so
 base forward through the rotated interchange, takes the cross-entropy, backpropagates into the
 rotation and takes ``train_das``'s Adam step. Beside it, as a profile, the same step with R a
 plain matrix (no orthogonal parametrization): what the swap itself costs. The reference: the same
-model and batch with trainable weights, forward, cross-entropy, backward (no optimiser step). The two are
-timed alternately, a few consecutive steps each (as in a training loop), and the medians
-of ``repeats`` are compared. One weights state only: ``train_das`` freezes the model whatever
+model and batch with trainable weights, forward, cross-entropy, backward (no optimiser step). The
+three are timed alternately, a few consecutive steps each after one untimed step (as in a training
+loop), and the medians of ``repeats`` are compared. One weights state only: ``train_das`` freezes the model whatever
 state it comes in, and the reference needs trainable weights (its backward fills their gradients).
 """
 
@@ -57,6 +57,7 @@ def _compare(name, model, site, batch, source, intervention, at, repeats, note, 
     device = device_of(module)
     with frozen(module):
         sources = capture_sources(model, site, source, at=at)
+
     def training_step(subspace):
         """``train_das``'s step on ``batch`` for ``subspace``, and the hook it runs under."""
         optimizer, current = das_optimizer(subspace), CurrentInterchange()
@@ -102,7 +103,6 @@ def _rotation_cost(intervention, steps: int) -> float:
     matrix exponential and its gradient): the part of a DAS step that no batch size amortises."""
     def rotation():
         intervention.rotation.sum().backward()
-    rotation()
     cost = min(_per_step(rotation, steps) for _ in range(5))
     intervention.zero_grad(set_to_none=True)
     return cost

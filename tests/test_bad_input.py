@@ -1170,7 +1170,7 @@ def test_fingerprinting_leaves_the_tokenizers_call_state_as_it_was():
     assert (backend.padding, backend.truncation) == (padding, truncation)
 
 
-def test_model_fingerprint_splits_the_tensors_the_same_way_every_time():
+def test_model_fingerprint_splits_the_tensors_the_same_way_every_time(monkeypatch):
     """Two threads hash two fixed halves (largest first onto the lighter), together every tensor
     once; the same halves on every call."""
     from nbtoolkit.ccs import activations
@@ -1183,12 +1183,9 @@ def test_model_fingerprint_splits_the_tensors_the_same_way_every_time():
         seen.append([name for name, _ in tensors])
         return original(tensors)
 
-    activations._tensors_digest = recording
-    try:
-        first = activations.model_fingerprint(lm)
-        second = activations.model_fingerprint(lm)
-    finally:
-        activations._tensors_digest = original
+    monkeypatch.setattr(activations, "_tensors_digest", recording)
+    first = activations.model_fingerprint(lm)
+    second = activations.model_fingerprint(lm)
     assert first == second and sorted(seen[:2]) == sorted(seen[2:])  # threads may append in any order
     names = {n for n, _ in [*lm.model.named_parameters(), *lm.model.named_buffers()]}
     assert sorted(seen[0] + seen[1]) == sorted(names) and not set(seen[0]) & set(seen[1])
