@@ -25,7 +25,9 @@ import numpy as np
 from timing import FULL, STATES, row, states, weights
 
 PROMPT, SUBJECT = "The Eiffel Tower is located in the city of", "Eiffel Tower"
-SAMPLES = 10
+# Corrupted runs per cell: ROME's 10 with FULL; 5 by default (both loops take about half as long,
+# the ratio is the same).
+SAMPLES = 10 if FULL else 5
 # The reference needs 3 × 300 batched forwards (minutes on a CPU): one repeat each by default.
 REPEATS = int(os.environ.get("BENCH_TRACING_REPEATS", "3" if FULL else "1"))
 STATE_REPEATS = 3 if FULL else 2  # frozen vs unfrozen, interleaved
