@@ -8,14 +8,19 @@ base forward through the rotated interchange, takes the cross-entropy, backpropa
 rotation and takes ``train_das``'s Adam step. Beside it, as a profile, the same step with R a
 plain matrix (no orthogonal parametrization): what the swap itself costs. The reference: the same
 model and batch with trainable weights, forward, cross-entropy, backward (no optimiser step). The
-three are timed alternately, a few consecutive steps each after one untimed step (as in a training
-loop), and the medians of ``repeats`` are compared. One weights state only: ``train_das`` freezes the model whatever
-state it comes in, and the reference needs trainable weights (its backward fills their gradients).
+three are timed alternately, a few consecutive steps each after one untimed step (as in a
+training loop), and the medians of ``repeats`` are compared; the MLP rows' repeats come from
+several fresh processes (:data:`PROCESSES`). One weights state only: ``train_das`` freezes the
+model whatever state it comes in, and the reference needs trainable weights (its backward fills
+their gradients).
 """
 
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
+import sys
 import time
 from copy import deepcopy
 
@@ -46,7 +51,9 @@ def _per_step(fn, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def _compare(name, model, site, batch, source, intervention, at, repeats, note, steps=5):
+def _timings(model, site, batch, source, intervention, at, repeats, steps=5) -> dict:
+    """Seconds per step of ``ours``, ``plain R`` and ``reference``, ``repeats`` each, timed
+    alternately; ``rotation``: the rotation's forward+backward alone."""
     module = hf_model(model)
 
     def plain():
@@ -79,12 +86,18 @@ def _compare(name, model, site, batch, source, intervention, at, repeats, note, 
             with frozen(module), patch(model, {site: current}):
                 timings[key].append(_per_step(step, steps))
         timings["reference"].append(_per_step(plain, steps))
+    return {**timings, "rotation": [_rotation_cost(intervention, steps)]}
+
+
+def _row(name: str, timings: dict, note: str) -> dict:
+    """The RESULTS.md row of :func:`_timings` (several processes' lists joined)."""
     out = row(name, timings["ours"], timings["reference"], "<= 1.3", note, "frozen")
-    fixed = _rotation_cost(intervention, steps)
-    plain_R = statistics.median(timings["plain R"]) / out["reference"]["median"]
+    reference = out["reference"]["median"]
+    fixed = min(timings["rotation"])
+    plain_R = statistics.median(timings["plain R"]) / reference
     out["note"] += (f"; profile: the rotation exp(skew) forward+backward, timed alone, takes "
-                    f"{fixed * 1e3:.2f} ms per step at any batch ({fixed / out['reference']['median']:.2f} "
-                    f"of the reference); the same step with R a plain matrix (no orthogonal "
+                    f"{fixed * 1e3:.2f} ms per step at any batch ({fixed / reference:.2f} of the "
+                    f"reference); the same step with R a plain matrix (no orthogonal "
                     f"parametrization) {plain_R:.2f}×")
     return out
 
@@ -108,32 +121,71 @@ def _rotation_cost(intervention, steps: int) -> float:
     return cost
 
 
-def run(repeats: int = 30 if FULL else 15) -> list[dict]:
-    torch.manual_seed(0)
-    rows = []
-    lm = tiny_model("llama")
-    batch = {"base": torch.randint(0, 250, (32, 48)), "labels": torch.randint(0, 250, (32,))}
-    src = torch.randint(0, 250, (32, 48))
-    rows.append(_compare("DAS step, tiny llama (3×64), batch 32×48, layer.1 @ last pos",
-                         lm, "layer.1", batch, src, RotatedSubspace(64, 16), -1, repeats,
-                         "reference: plain forward+backward of the same model and batch"))
-    rows.append(_compare("Boundless DAS step, tiny llama, batch 32×48, layer.1 @ last pos",
-                         lm, "layer.1", batch, src, BoundlessRotatedSubspace(64), -1, repeats,
-                         "reference: plain forward+backward of the same model and batch"))
-    net = he.mlp()
-    note = ("reference: plain forward+backward. R = exp(skew 16×16) forward+backward and the Adam "
+# A millisecond-scale step's speed differs by up to 2× between fresh processes on one idle
+# machine (the same code, the same data), more than between repeats in one process: the MLP rows
+# are timed in PROCESSES fresh processes and their repeats joined.
+PROCESSES = 4
+MLP_ROWS = ((6400, False), (6400, True), (25600, False))
+MLP_NOTE = ("reference: plain forward+backward. R = exp(skew 16×16) forward+backward and the Adam "
             "step cost the same at any batch size; batch 25600 shows the per-example part")
-    for n, blocks in ((6400, False), (6400, True), (25600, False)):
+
+
+def _mlp_name(n: int, blocks: bool) -> str:
+    return f"DAS step, MLP 16×3, batch {n}, layers.0" + (", WX/YZ block per example" if blocks else "")
+
+
+def mlp_timings(repeats: int) -> list[dict]:
+    """This process's :func:`_timings` of each of :data:`MLP_ROWS`."""
+    torch.manual_seed(0)
+    net, out = he.mlp(), []
+    for n, blocks in MLP_ROWS:
         data = he.counterfactual_dataset(n, seed=0)
         batch = {"base": data["inputs"], "labels": data["labels"]}
-        name = f"DAS step, MLP 16×3, batch {n}, layers.0"
         if blocks:  # as in training: WX or YZ per example
-            batch["block"], name = data["intervention_ids"], name + ", WX/YZ block per example"
-        rows.append(_compare(name, net, "layers.0", batch, data["source_inputs"],
-                             RotatedSubspace(16, 8), None, repeats, note))
+            batch["block"] = data["intervention_ids"]
+        out.append(_timings(net, "layers.0", batch, data["source_inputs"], RotatedSubspace(16, 8),
+                            None, repeats))
+    return out
+
+
+def mlp_rows(repeats: int) -> list[dict]:
+    """:data:`MLP_ROWS` timed in :data:`PROCESSES` fresh processes, ``repeats`` split among them."""
+    each = max(1, repeats // PROCESSES)
+    runs = []
+    for _ in range(PROCESSES):
+        child = subprocess.run([sys.executable, __file__, "--mlp-timings", str(each)],
+                               capture_output=True, text=True)
+        if child.returncode:
+            raise RuntimeError(f"a bench_das child process failed:\n{child.stderr[-3000:]}")
+        runs.append(json.loads(child.stdout.splitlines()[-1]))
+    rows = []
+    for i, (n, blocks) in enumerate(MLP_ROWS):
+        joined = {key: [t for run in runs for t in run[i][key]] for key in runs[0][i]}
+        per_process = [statistics.median(run[i]["ours"]) / statistics.median(run[i]["reference"])
+                       for run in runs]
+        note = (f"{MLP_NOTE}; {PROCESSES} fresh processes × {each} repeats, the ratio in each: "
+                + ", ".join(f"{r:.2f}" for r in per_process))
+        rows.append(_row(_mlp_name(n, blocks), joined, note))
     return rows
 
 
+def run(repeats: int = 30 if FULL else 15) -> list[dict]:
+    torch.manual_seed(0)
+    lm = tiny_model("llama")
+    batch = {"base": torch.randint(0, 250, (32, 48)), "labels": torch.randint(0, 250, (32,))}
+    src = torch.randint(0, 250, (32, 48))
+    note = "reference: plain forward+backward of the same model and batch"
+    rows = [_row(name, _timings(lm, "layer.1", batch, src, intervention, -1, repeats), note)
+            for name, intervention in (
+                ("DAS step, tiny llama (3×64), batch 32×48, layer.1 @ last pos", RotatedSubspace(64, 16)),
+                ("Boundless DAS step, tiny llama, batch 32×48, layer.1 @ last pos",
+                 BoundlessRotatedSubspace(64)))]
+    return rows + mlp_rows(repeats)
+
+
 if __name__ == "__main__":
-    for row in run():
-        print(row)
+    if sys.argv[1:2] == ["--mlp-timings"]:  # a child of mlp_rows
+        print(json.dumps(mlp_timings(int(sys.argv[2]))))
+    else:
+        for r in run():
+            print(r)

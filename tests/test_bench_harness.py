@@ -89,3 +89,34 @@ def test_a_peer_gap_profile_names_the_op_calls_only_one_side_makes():
     assert float(shown.group(1)) > 0
     reverse = peers.profile_gap(peer, ours, "pyvene")  # the other way round: the clones are theirs
     assert "nbtoolkit's extra op calls 0.0 ms ()" in reverse and "pyvene's 0.0 ms" not in reverse
+
+
+def test_the_das_mlp_rows_join_the_repeats_of_several_fresh_processes(monkeypatch):
+    """Each child process reports its timings; the row takes the medians over all of their
+    repeats and names each process's own ratio; a failing child's error is raised, not parsed."""
+    import json
+    import subprocess
+
+    bench_das = module("bench_das")
+    children = iter([1.0, 2.0, 1.0, 1.0])  # the second process is twice as slow on our side
+
+    def child(argv, **_):
+        ours = next(children)
+        timings = {"ours": [ours] * 3, "plain R": [1.0] * 3, "reference": [1.0] * 3,
+                   "rotation": [0.1]}
+        out = json.dumps([timings] * len(bench_das.MLP_ROWS))
+        return subprocess.CompletedProcess(argv, 0, stdout="a warning\n" + out + "\n", stderr="")
+
+    monkeypatch.setattr(bench_das.subprocess, "run", child)
+    rows = bench_das.mlp_rows(repeats=12)
+    assert len(rows) == len(bench_das.MLP_ROWS)
+    first = rows[0]
+    assert first["ours"]["n"] == 12 and first["ours"]["max"] == 2.0
+    assert first["ratio"] == 1.0 and first["ratio_spread"] == (1.0, 2.0) and first["met"]
+    assert ("4 fresh processes × 3 repeats, the ratio in each: 1.00, 2.00, 1.00, 1.00"
+            in first["note"])
+
+    monkeypatch.setattr(bench_das.subprocess, "run", lambda argv, **_: subprocess.CompletedProcess(
+        argv, 1, stdout="", stderr="Traceback ...\nValueError: broken"))
+    with pytest.raises(RuntimeError, match=r"child process failed:(.|\n)*ValueError: broken"):
+        bench_das.mlp_rows(repeats=4)
