@@ -131,7 +131,8 @@ MLP_NOTE = ("reference: plain forward+backward. R = exp(skew 16×16) forward+bac
 
 
 def _mlp_name(n: int, blocks: bool) -> str:
-    return f"DAS step, MLP 16×3, batch {n}, layers.0" + (", WX/YZ block per example" if blocks else "")
+    name = f"DAS step, MLP 16×3, batch {n}, layers.0"
+    return name + ", WX/YZ block per example" if blocks else name
 
 
 def mlp_timings(repeats: int) -> list[dict]:
@@ -175,11 +176,12 @@ def run(repeats: int = 30 if FULL else 15) -> list[dict]:
     batch = {"base": torch.randint(0, 250, (32, 48)), "labels": torch.randint(0, 250, (32,))}
     src = torch.randint(0, 250, (32, 48))
     note = "reference: plain forward+backward of the same model and batch"
+    tiny = {"DAS step, tiny llama (3×64), batch 32×48, layer.1 @ last pos":
+            RotatedSubspace(64, 16),
+            "Boundless DAS step, tiny llama, batch 32×48, layer.1 @ last pos":
+            BoundlessRotatedSubspace(64)}
     rows = [_row(name, _timings(lm, "layer.1", batch, src, intervention, -1, repeats), note)
-            for name, intervention in (
-                ("DAS step, tiny llama (3×64), batch 32×48, layer.1 @ last pos", RotatedSubspace(64, 16)),
-                ("Boundless DAS step, tiny llama, batch 32×48, layer.1 @ last pos",
-                 BoundlessRotatedSubspace(64)))]
+            for name, intervention in tiny.items()]
     return rows + mlp_rows(repeats)
 
 
