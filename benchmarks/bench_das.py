@@ -124,7 +124,7 @@ def _rotation_cost(intervention, steps: int) -> float:
 # A millisecond-scale step's speed differs by up to 2× between fresh processes on one idle
 # machine (the same code, the same data), more than between repeats in one process: the MLP rows
 # are timed in PROCESSES fresh processes and their repeats joined.
-PROCESSES = 4
+PROCESSES = 3
 MLP_ROWS = ((6400, False), (6400, True), (25600, False))
 MLP_NOTE = ("reference: plain forward+backward. R = exp(skew 16×16) forward+backward and the Adam "
             "step cost the same at any batch size; batch 25600 shows the per-example part")

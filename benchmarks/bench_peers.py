@@ -390,7 +390,8 @@ def forward_rows(s: Setup, state: str) -> list[dict]:
         candidates = build(s)
         s.set_weights(state)  # pyvene's constructor froze the model
         diffs = check(name, candidates, "raw hook", plain() if changes_logits else None)
-        times = side_by_side({"plain": plain, **candidates}, repeats=REPEATS, warmup=1)
+        # check ran every candidate once: that was their warm-up
+        times = side_by_side({"plain": plain, **candidates}, repeats=REPEATS, warmup=0)
         rows.append(profiled_if_behind(
             comparison_row(name, state, times, "plain", diffs, "", "plain forward"), candidates))
     name = f"steering: {NEW_TOKENS} greedy tokens, a vector added at block {LAYER}"
@@ -398,7 +399,7 @@ def forward_rows(s: Setup, state: str) -> list[dict]:
     s.set_weights(state)
     steered = {k: v for k, v in candidates.items() if k != "plain"}
     diffs = check(name, steered, "raw hook", candidates["plain"]())
-    times = side_by_side(candidates, repeats=REPEATS, warmup=1)
+    times = side_by_side(candidates, repeats=REPEATS, warmup=0)
     rows.append(profiled_if_behind(
         comparison_row(name, state, times, "plain", diffs, "", "unsteered generate"), candidates))
     return rows
