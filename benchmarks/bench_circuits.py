@@ -25,7 +25,7 @@ from bench_peers import installed_peers, transformer_lens_bridge
 from timing import FULL, row, timed
 
 N_PAIRS = int(os.environ.get("BENCH_CIRCUITS_PAIRS", "8" if FULL else "4"))
-TL_PAIRS = N_PAIRS if FULL else N_PAIRS // 2  # its loop takes over a minute at 4 pairs
+TL_PAIRS = N_PAIRS if FULL else max(1, N_PAIRS // 2)  # its loop: over a minute at 4 pairs
 REPEATS = 3 if FULL else 1  # the naive loop takes minutes
 
 
@@ -73,8 +73,8 @@ def transformer_lens_row(lm) -> list[dict]:
         theirs_s, scores = timed(theirs, REPEATS)
     diff = float(np.abs(ours.per_pair - scores.permute(2, 0, 1).numpy()).max())
     assert diff < 1e-3, f"head patching differs from TransformerLens's by {diff}"
-    name = (f"head patching, every head's output ({lm.n_layers}×{lm.n_heads} heads, {TL_PAIRS} IOI "
-            f"pairs of one template) vs TransformerLens's get_act_patch_attn_head_out_all_pos")
+    name = (f"head patching, every head's output ({lm.n_layers}×{lm.n_heads} heads, {TL_PAIRS} "
+            f"IOI pairs of one template) vs TransformerLens's get_act_patch_attn_head_out_all_pos")
     out = row(name, ours_s, theirs_s, "<= 0.3333 (3× faster)",
               f"speed-up {float(np.median(theirs_s) / np.median(ours_s)):.2f}×; max |Δ metric| "
               f"{diff:.1e}; TransformerLens runs its bridge's eager attention")
