@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from nbtoolkit.core.files import write_text
 from timing import FULL
 
 HERE = Path(__file__).resolve().parent
@@ -83,10 +84,16 @@ def versions() -> str:
 
 
 def main(names: list[str]) -> int:
+    paths = {path.stem.removeprefix("bench_"): path for path in sorted(HERE.glob("bench_*.py"))}
+    unknown = [name for name in names if name not in paths]
+    if unknown:  # nothing run, RESULTS.md untouched
+        print(f"no benchmark named {', '.join(map(repr, unknown))}; the benchmarks are: "
+              f"{', '.join(paths)}", file=sys.stderr)
+        return 2
     rows, failed = [], []
     start, load_before = time.perf_counter(), os.getloadavg()[0]
-    for path in sorted(HERE.glob("bench_*.py")):
-        if names and path.stem.removeprefix("bench_") not in names:
+    for name, path in paths.items():
+        if names and name not in names:
             continue
         print(f"== {path.name}", flush=True)
         began = time.perf_counter()
@@ -140,8 +147,7 @@ def main(names: list[str]) -> int:
                   "generate; for causal tracing, the fastest peer loop).", ""] + peers_table(peers)
     if failed:
         lines += ["", f"Failed to run: {', '.join(failed)}"]
-    results = HERE / "RESULTS.md"
-    results.write_text("\n".join(lines) + "\n")
+    results = write_text(HERE / "RESULTS.md", "\n".join(lines) + "\n")  # whole or not at all
     print(f"wrote {results} after {minutes:.1f} minutes")
     return 1 if failed else 0
 

@@ -52,6 +52,17 @@ def test_results_are_written_whole_with_missed_goals_named(tmp_path, monkeypatch
             f"1.500 | <= 1.3 | **missed** |") in text
 
 
+def test_an_unknown_benchmark_name_runs_nothing_and_keeps_the_results(tmp_path, monkeypatch,
+                                                                    capsys):
+    run = module("run")
+    (tmp_path / "bench_core.py").write_text("def run():\n    raise AssertionError('ran')\n")
+    (tmp_path / "RESULTS.md").write_text("# the last run\n")
+    monkeypatch.setattr(run, "HERE", tmp_path)
+    assert run.main(["core", "tracnig"]) == 2
+    assert "no benchmark named 'tracnig'; the benchmarks are: core" in capsys.readouterr().err
+    assert (tmp_path / "RESULTS.md").read_text() == "# the last run\n"
+
+
 def test_a_pipe_in_a_note_stays_inside_its_cell():
     assert module("run").cell("max |Δp| 1e-6") == "max \\|Δp\\| 1e-6"
 

@@ -64,8 +64,8 @@ def _eigh_of_i_times(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 class Orthogonal(nn.Module):
     """The parametrization ``original [n, n] -> W = base @ exp(T − Tᵀ)`` (T = tril(original)),
-    orthogonal; ``base`` ``[n, n]`` is orthogonal, set by assigning ``weight`` (:meth:`right_inverse`)
-    or by ``set_orthogonal``."""
+    orthogonal; ``base`` ``[n, n]`` is orthogonal, set by assigning ``weight``
+    (:meth:`right_inverse`) or by ``set_orthogonal``."""
 
     def __init__(self, n: int):
         super().__init__()
